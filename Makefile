@@ -1,0 +1,38 @@
+# `make demo` and `make test` create .venv on first use, install everything, then run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# The torch pin lives in constraints.txt only; every pip call below honours it.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export WANDB_MODE ?= offline
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	# Meta's encodec is used only to check .ecdc byte-compatibility; its install_requires names
+	# torchaudio, which must never enter this venv, so it comes in without dependencies.
+	$(PY) -m pip install -q --no-deps "encodec==0.1.1" "einops>=0.7"
+	@if $(PY) -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchaudio') is None)"; then \
+		echo "torchaudio found in $(VENV): removing it (it breaks transformers here)"; \
+		$(PY) -m pip uninstall -y -q torchaudio; fi
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m workflow.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_normalize.py
+	$(PY) benchmarks/bench_encode.py
+
+clean:
+	rm -rf $(VENV) demo_data demo_out .pytest_cache .hypothesis

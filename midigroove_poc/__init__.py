@@ -1,0 +1,1 @@
+"""midigroove_poc package."""

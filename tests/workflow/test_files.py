@@ -1,0 +1,111 @@
+"""files.py: discovery, mirroring, sharding and atomic writes on a real temp tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workflow import files
+from workflow.errors import UsageError
+
+
+def _touch(p: Path, data: bytes = b"x") -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def test_discover_recursive_filters_and_sorts(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    for rel in ["b.wav", "a/c.WAV", "a/z/d.flac", "a/notes.txt", ".hidden.wav", "a/._mac.wav",
+                ".git/e.wav", f"a/.x{files.TMP_MARKER}1.wav", "sp ace/é.wav"]:
+        _touch(root / rel)
+    got = [files.relative_key(p, root) for p in files.discover(root, ".wav,flac")]
+    assert got == ["a/c.WAV", "a/z/d.flac", "b.wav", "sp ace/é.wav"]
+    flat = [files.relative_key(p, root) for p in files.discover(root, [".wav"], recursive=False)]
+    assert flat == ["b.wav"]
+
+
+def test_discover_multi_dot_suffix_and_exclude(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    _touch(root / "x.cond.npy")
+    _touch(root / "y.npy")
+    _touch(root / "out" / "z.cond.npy")
+    got = [files.relative_key(p, root) for p in files.discover(root, ".cond.npy", exclude=[root / "out"])]
+    assert got == ["x.cond.npy"]
+
+
+def test_discover_missing_root_and_bad_extensions(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found"):
+        files.discover(tmp_path / "nope")
+    with pytest.raises(UsageError):
+        files.normalize_extensions(" , ")
+    assert files.normalize_extensions("WAV flac .Mp3") == (".wav", ".flac", ".mp3")
+
+
+def test_mirror_path(tmp_path: Path) -> None:
+    src = tmp_path / "in" / "a" / "b.flac"
+    assert files.mirror_path(src, tmp_path / "in", tmp_path / "out", ".ecdc") == tmp_path / "out" / "a" / "b.ecdc"
+    assert files.mirror_path(src, tmp_path / "in", tmp_path / "out") == tmp_path / "out" / "a" / "b.flac"
+
+
+def test_shards_partition_and_are_stable_across_processes() -> None:
+    keys = [f"dir{i % 7}/file_{i}.wav" for i in range(500)]
+    parts = [files.select_shard(keys, i, 4) for i in range(4)]
+    flat = sorted(i for p in parts for i in p)
+    assert flat == list(range(500))  # every item in exactly one shard
+    assert all(60 < len(p) < 190 for p in parts)  # roughly balanced
+    # A different interpreter (different hash seed) must agree: SLURM arrays run on many hosts.
+    code = "from workflow.files import shard_of; print([shard_of(f'dir{i%7}/file_{i}.wav', 4) for i in range(50)])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
+    assert out.strip() == str([files.shard_of(k, 4) for k in keys[:50]])
+    with pytest.raises(UsageError):
+        files.select_shard(keys, 4, 4)
+    with pytest.raises(UsageError):
+        files.select_shard(keys, 0, 0)
+
+
+def test_output_inside_input_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="inside input"):
+        files.check_output_not_inside_input(tmp_path, tmp_path / "out")
+    with pytest.raises(UsageError):
+        files.check_output_not_inside_input(tmp_path, tmp_path)
+    files.check_output_not_inside_input(tmp_path / "a", tmp_path / "b")
+
+
+def test_atomic_path_success_and_failure(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "out.wav"
+    with files.atomic_path(target) as tmp:
+        assert tmp.suffix == ".wav" and tmp.parent == target.parent
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    with pytest.raises(RuntimeError):
+        with files.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"new"  # old content intact
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.wav"]  # no temp left
+
+
+def test_commit_group_renames_first_last(tmp_path: Path) -> None:
+    finals = [tmp_path / f"seg_{i}.wav" for i in range(3)]
+    tmps = [files.temp_sibling(f) for f in finals]
+    for t in tmps:
+        t.write_bytes(b"a")
+    files.commit_group(list(zip(tmps, finals)))
+    assert all(f.exists() for f in finals) and not any(t.exists() for t in tmps)
+
+    # If the commit dies part-way, the first output (the "done" marker) must be the one missing.
+    finals2 = [tmp_path / f"b_{i}.wav" for i in range(3)]
+    tmps2 = [files.temp_sibling(f) for f in finals2]
+    for t in tmps2[1:]:
+        t.write_bytes(b"a")
+    tmps2[0].unlink()  # its rename will fail, simulating a kill before the last step
+    with pytest.raises(FileNotFoundError):
+        files.commit_group(list(zip(tmps2, finals2)))
+    assert not finals2[0].exists() and finals2[1].exists() and finals2[2].exists()

@@ -1,0 +1,181 @@
+"""File discovery, input→output path mirroring, stable sharding and atomic writes.
+
+Every stage builds its work list here so that all stages agree on which files exist, where their
+outputs go and which shard owns them. Writes go to a temporary sibling and are `os.replace`d into
+place, so a killed run never leaves a half-written output that a re-run would mistake for done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+TMP_MARKER = ".tmp-"
+
+
+def normalize_extensions(extensions: Iterable[str] | str) -> tuple[str, ...]:
+    """Lower-case extensions with a leading dot: ``"WAV,flac"`` → ``(".wav", ".flac")``."""
+    if isinstance(extensions, str):
+        extensions = extensions.replace(",", " ").split()
+    out = []
+    for ext in extensions:
+        ext = ext.strip().lower()
+        if not ext:
+            continue
+        out.append(ext if ext.startswith(".") else "." + ext)
+    if not out:
+        raise UsageError("no file extensions given; pass e.g. --extensions .wav .flac")
+    return tuple(dict.fromkeys(out))
+
+
+def _is_hidden_or_temp(path: Path) -> bool:
+    return path.name.startswith(".") or TMP_MARKER in path.name
+
+
+def discover(
+    root: Path | str,
+    extensions: Iterable[str] | str = AUDIO_EXTENSIONS,
+    *,
+    recursive: bool = True,
+    exclude: Sequence[Path] = (),
+) -> list[Path]:
+    """Files under ``root`` whose suffix is in ``extensions``, sorted by relative path.
+
+    Hidden files (``.foo``, macOS ``._foo``) and our own temporary files are skipped; so is
+    anything inside a folder listed in ``exclude``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"input folder not found: {root}")
+    exts = normalize_extensions(extensions)
+    multi = tuple(e for e in exts if e.count(".") > 1)  # e.g. ".cond.npy"
+    excluded = [Path(e).resolve() for e in exclude]
+    found: list[Path] = []
+    walker = os.walk(root, followlinks=True) if recursive else [(str(root), [], os.listdir(root))]
+    for dirpath, dirnames, filenames in walker:
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if excluded:
+            here = Path(dirpath).resolve()
+            if any(here == e or e in here.parents for e in excluded):
+                dirnames[:] = []
+                continue
+        for name in filenames:
+            p = Path(dirpath) / name
+            if _is_hidden_or_temp(p) or not p.is_file():
+                continue
+            low = name.lower()
+            if p.suffix.lower() in exts or any(low.endswith(m) for m in multi):
+                found.append(p)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def relative_key(path: Path, root: Path) -> str:
+    """The POSIX relative path of ``path`` under ``root``: the stable identity of an item."""
+    return Path(path).relative_to(root).as_posix()
+
+
+def mirror_path(src: Path, in_root: Path, out_root: Path, suffix: str | None = None) -> Path:
+    """Where the output for ``src`` goes: same relative path under ``out_root``.
+
+    ``suffix`` replaces the file's extension (``.wav`` → ``.ecdc``); multi-dot suffixes such as
+    ``.cond.npy`` are appended to the stem.
+    """
+    rel = Path(src).relative_to(in_root)
+    out = Path(out_root) / rel
+    if suffix is not None:
+        out = out.with_name(out.stem + suffix)
+    return out
+
+
+def shard_of(key: str, shard_count: int) -> int:
+    """Stable shard number for a relative path (same on every machine and Python run)."""
+    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count
+
+
+def check_shard_args(shard_index: int, shard_count: int) -> None:
+    if shard_count < 1:
+        raise UsageError(f"--shard-count must be >= 1, got {shard_count}")
+    if not 0 <= shard_index < shard_count:
+        raise UsageError(
+            f"--shard-index must be in [0, {shard_count - 1}] for --shard-count {shard_count}, "
+            f"got {shard_index}"
+        )
+
+
+def select_shard(keys: Sequence[str], shard_index: int, shard_count: int) -> list[int]:
+    """Indices of ``keys`` that belong to shard ``shard_index`` of ``shard_count``."""
+    check_shard_args(shard_index, shard_count)
+    if shard_count == 1:
+        return list(range(len(keys)))
+    return [i for i, k in enumerate(keys) if shard_of(k, shard_count) == shard_index]
+
+
+def check_output_not_inside_input(in_root: Path, out_root: Path) -> None:
+    """Refuse an output folder inside the input folder (a re-run would read its own outputs)."""
+    src = Path(in_root).resolve()
+    dst = Path(out_root).resolve()
+    if dst == src or src in dst.parents:
+        raise UsageError(
+            f"output folder {out_root} is inside input folder {in_root}; "
+            "choose an output folder outside the input tree"
+        )
+
+
+def temp_sibling(path: Path) -> Path:
+    """A unique temporary name next to ``path`` that keeps its extension (format inference)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{TMP_MARKER}", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temp path to write; on success it replaces ``path``, on error it is removed.
+
+    >>> with atomic_path(out) as tmp:
+    ...     soundfile.write(tmp, audio, sr)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def commit_group(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Move several finished temp files into place, the first pair last.
+
+    Stages that write several outputs per input check only the first output to decide "done";
+    renaming it last means a kill mid-commit leaves the item looking unfinished, so it is redone.
+    """
+    for tmp, final in reversed(pairs):
+        os.replace(tmp, final)

@@ -1,0 +1,452 @@
+"""The one executor every bulk stage uses.
+
+A stage turns its inputs into :class:`WorkItem` s (with ``files.py``) and hands the runner a
+per-item function. The runner owns everything around that function, so every stage behaves the
+same: shard selection, skip-done (resume), ``--dry-run``, a bounded pool of workers, a tqdm
+progress bar, per-item errors that never stop the other items, a JSON run report and the exit code.
+
+Two shapes of work are supported:
+
+* :meth:`Runner.map` — each item is independent (s1): ``fn(item) -> info`` runs in a pool of
+  processes (or threads), at most ``2 × workers`` items in flight.
+* :meth:`Runner.pipeline` — items are loaded in parallel but consumed in order by one stateful
+  :class:`BatchSink` in the calling process (s2: decode/resample in threads while the model
+  encodes batches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as _dt
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from tqdm import tqdm
+
+from .errors import UsageError, WorkflowError
+from .files import atomic_write_text, select_shard
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One unit of work: ``key`` is the input's relative POSIX path (identity and shard key)."""
+
+    key: str
+    src: Path
+    dst: Path
+
+
+@dataclass
+class ItemResult:
+    key: str
+    status: str
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class RunOptions:
+    """The flags every bulk stage shares (see :func:`add_runner_args`)."""
+
+    workers: int = 1
+    overwrite: bool = False
+    dry_run: bool = False
+    skip_errors: bool = False
+    shard_index: int = 0
+    shard_count: int = 1
+    report: Path | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunReport:
+    """What a run did, item by item; written as JSON and summarised by the CLI."""
+
+    stage: str
+    params: dict[str, Any]
+    started: str
+    finished: str = ""
+    seconds: float = 0.0
+    shard_index: int = 0
+    shard_count: int = 1
+    dry_run: bool = False
+    planned: int = 0
+    results: list[ItemResult] = field(default_factory=list)
+    host: str = field(default_factory=platform.node)
+
+    def _count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def ok(self) -> int:
+        return self._count(OK)
+
+    @property
+    def skipped(self) -> int:
+        return self._count(SKIPPED)
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [r for r in self.results if r.status == FAILED]
+
+    def with_flag(self, flag: str) -> list[ItemResult]:
+        """Results whose ``info["flags"]`` contains ``flag`` (e.g. ``"silent"``)."""
+        return [r for r in self.results if flag in r.info.get("flags", ())]
+
+    def exit_code(self, skip_errors: bool = False) -> int:
+        return 1 if self.failed and not skip_errors else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["counts"] = {"ok": self.ok, "skipped": self.skipped, "failed": len(self.failed),
+                       "total": len(self.results)}
+        return d
+
+    def write(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+
+    def summary(self) -> str:
+        """A few human lines: counts, throughput, and the first failures with their reasons."""
+        lines = [
+            f"{self.stage}: {self.ok} done, {self.skipped} already done, "
+            f"{len(self.failed)} failed in {self.seconds:.1f}s"
+            + (f" (shard {self.shard_index}/{self.shard_count})" if self.shard_count > 1 else "")
+        ]
+        for r in self.failed[:10]:
+            lines.append(f"  FAILED {r.key}: {r.error}")
+        if len(self.failed) > 10:
+            lines.append(f"  … and {len(self.failed) - 10} more (see the run report)")
+        return "\n".join(lines)
+
+
+class BatchSink(Protocol[T]):
+    """Consumes loaded items in the main process; returns the items it has finished."""
+
+    def add(self, item: WorkItem, payload: T) -> Iterable[tuple[WorkItem, dict | BaseException]]: ...
+
+    def flush(self) -> Iterable[tuple[WorkItem, dict | BaseException]]: ...
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason: our own errors speak for themselves, others get their type name."""
+    if isinstance(exc, WorkflowError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc} (unexpected error; rerun with -v for the traceback)"
+
+
+def _run_one(fn: Callable[[WorkItem], dict | None], item: WorkItem) -> ItemResult:
+    """Call ``fn`` and turn any exception into a failed result (picklable across processes)."""
+    t0 = time.perf_counter()
+    try:
+        info = fn(item) or {}
+        return ItemResult(item.key, OK, time.perf_counter() - t0, info)
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop the others
+        if not isinstance(exc, WorkflowError):
+            log.debug("unexpected error on %s:\n%s", item.key, traceback.format_exc())
+        return ItemResult(item.key, FAILED, time.perf_counter() - t0, error=describe_error(exc))
+
+
+def default_is_done(item: WorkItem) -> bool:
+    return item.dst.exists()
+
+
+class Runner:
+    """Runs one stage over a list of items with the shared flags in ``options``."""
+
+    def __init__(self, stage: str, options: RunOptions, params: dict[str, Any] | None = None):
+        self.stage = stage
+        self.options = options
+        self.params = dict(params or {})
+
+    # -- planning -----------------------------------------------------------------------------
+    def plan(
+        self, items: Sequence[WorkItem], is_done: Callable[[WorkItem], bool] | None = None
+    ) -> tuple[list[WorkItem], list[WorkItem]]:
+        """Split this shard's items into (to do, already done)."""
+        o = self.options
+        mine = [items[i] for i in select_shard([it.key for it in items], o.shard_index, o.shard_count)]
+        if o.overwrite:
+            return mine, []
+        check = is_done or default_is_done
+        todo, done = [], []
+        for it in mine:
+            (done if check(it) else todo).append(it)
+        return todo, done
+
+    def _new_report(self) -> RunReport:
+        o = self.options
+        return RunReport(
+            stage=self.stage, params=self.params,
+            started=_dt.datetime.now().isoformat(timespec="seconds"),
+            shard_index=o.shard_index, shard_count=o.shard_count, dry_run=o.dry_run,
+        )
+
+    def _finish(self, report: RunReport, t0: float) -> RunReport:
+        report.seconds = time.perf_counter() - t0
+        report.finished = _dt.datetime.now().isoformat(timespec="seconds")
+        if self.options.report is not None and not self.options.dry_run:
+            self.options.report.parent.mkdir(parents=True, exist_ok=True)
+            report.write(self.options.report)
+            log.info("run report written to %s", self.options.report)
+        return report
+
+    def _progress(self, total: int) -> tqdm:
+        return tqdm(total=total, desc=self.stage, unit="file", dynamic_ncols=True,
+                    disable=not self.options.progress, mininterval=0.5, file=sys.stderr)
+
+    def _start(
+        self, items: Sequence[WorkItem], is_done: Callable[[WorkItem], bool] | None
+    ) -> tuple[RunReport, list[WorkItem], float]:
+        t0 = time.perf_counter()
+        report = self._new_report()
+        todo, done = self.plan(items, is_done)
+        report.planned = len(todo)
+        report.results.extend(ItemResult(it.key, SKIPPED) for it in done)
+        if self.options.dry_run:
+            report.params["would_process"] = [it.key for it in todo]
+        return report, todo, t0
+
+    # -- independent items ----------------------------------------------------------------------
+    def map(
+        self,
+        items: Sequence[WorkItem],
+        fn: Callable[[WorkItem], dict | None],
+        *,
+        is_done: Callable[[WorkItem], bool] | None = None,
+        executor: str = "process",
+    ) -> RunReport:
+        """Run ``fn`` on every item not yet done; ``fn`` must be picklable for processes."""
+        report, todo, t0 = self._start(items, is_done)
+        if self.options.dry_run or not todo:
+            return self._finish(report, t0)
+        workers = max(1, min(self.options.workers, len(todo)))
+        with self._progress(len(todo)) as bar:
+            for res in self._iter_map(todo, fn, workers, executor):
+                report.results.append(res)
+                if res.status == FAILED:
+                    log.warning("%s failed: %s", res.key, res.error)
+                    bar.set_postfix(failed=len(report.failed), refresh=False)
+                bar.update(1)
+        return self._finish(report, t0)
+
+    @staticmethod
+    def _iter_map(
+        todo: Sequence[WorkItem], fn: Callable, workers: int, executor: str
+    ) -> Iterator[ItemResult]:
+        if workers == 1:
+            for it in todo:
+                yield _run_one(fn, it)
+            return
+        if executor == "process":
+            pool: cf.Executor = cf.ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"))
+        elif executor == "thread":
+            pool = cf.ThreadPoolExecutor(workers)
+        else:
+            raise ValueError(f"unknown executor {executor!r}")
+        with pool:
+            # Back-pressure: never more than 2 × workers items queued, so memory stays flat on
+            # a million-file run and a Ctrl-C does not wait for a huge backlog.
+            for res in bounded_map(pool, lambda it: (_run_one, fn, it), todo, 2 * workers):
+                yield res
+
+    # -- load in parallel, consume in order -------------------------------------------------------
+    def pipeline(
+        self,
+        items: Sequence[WorkItem],
+        load: Callable[[WorkItem], T],
+        sink: BatchSink[T],
+        *,
+        is_done: Callable[[WorkItem], bool] | None = None,
+        order: Callable[[list[WorkItem]], list[WorkItem]] | None = None,
+        prefetch: int | None = None,
+    ) -> RunReport:
+        """Load items in ``options.workers`` threads and feed them, in order, to ``sink``.
+
+        ``order`` may reorder the to-do list (e.g. by duration, so batches hold similar lengths).
+        At most ``prefetch`` loaded items wait in memory.
+        """
+        report, todo, t0 = self._start(items, is_done)
+        if self.options.dry_run or not todo:
+            return self._finish(report, t0)
+        if order is not None:
+            todo = order(todo)
+        workers = max(1, self.options.workers)
+        prefetch = prefetch or 4 * workers
+        started: dict[str, float] = {}
+
+        def record(done: Iterable[tuple[WorkItem, dict | BaseException]], bar: tqdm) -> None:
+            for it, outcome in done:
+                dt = time.perf_counter() - started.pop(it.key, time.perf_counter())
+                if isinstance(outcome, BaseException):
+                    res = ItemResult(it.key, FAILED, dt, error=describe_error(outcome))
+                    log.warning("%s failed: %s", it.key, res.error)
+                else:
+                    res = ItemResult(it.key, OK, dt, outcome or {})
+                report.results.append(res)
+                bar.update(1)
+                if res.status == FAILED:
+                    bar.set_postfix(failed=len(report.failed), refresh=False)
+
+        def guarded_load(it: WorkItem) -> tuple[WorkItem, T | BaseException]:
+            started[it.key] = time.perf_counter()
+            try:
+                return it, load(it)
+            except Exception as exc:  # noqa: BLE001 - reported per item
+                if not isinstance(exc, WorkflowError):
+                    log.debug("unexpected error loading %s:\n%s", it.key, traceback.format_exc())
+                return it, exc
+
+        with self._progress(len(todo)) as bar, cf.ThreadPoolExecutor(workers) as pool:
+            for it, payload in bounded_map(pool, lambda i: (guarded_load, i), todo, prefetch,
+                                           ordered=True):
+                if isinstance(payload, BaseException):
+                    record([(it, payload)], bar)
+                    continue
+                try:
+                    record(sink.add(it, payload), bar)
+                except Exception as exc:  # noqa: BLE001 - a sink bug must not lose the report
+                    record([(it, exc)], bar)
+            record(sink.flush(), bar)
+            # A sink that dropped an item must not make it vanish from the report.
+            seen = {r.key for r in report.results}
+            lost = [(it, RuntimeError("item was never completed by the stage (internal error)"))
+                    for it in todo if it.key not in seen]
+            record(lost, bar)
+        return self._finish(report, t0)
+
+
+def bounded_map(
+    pool: cf.Executor,
+    call: Callable[[Any], tuple],
+    inputs: Iterable[Any],
+    max_in_flight: int,
+    *,
+    ordered: bool = False,
+) -> Iterator[Any]:
+    """Submit ``call(x) = (fn, *args)`` for each input, keeping at most ``max_in_flight`` pending.
+
+    Yields results as they complete, or in input order when ``ordered``.
+    """
+    it = iter(inputs)
+    pending: dict[cf.Future, int] = {}
+    ready: dict[int, Any] = {}
+    next_out = 0
+    n = 0
+    exhausted = False
+    while True:
+        while not exhausted and len(pending) + len(ready) < max_in_flight:
+            try:
+                x = next(it)
+            except StopIteration:
+                exhausted = True
+                break
+            fn, *args = call(x)
+            pending[pool.submit(fn, *args)] = n
+            n += 1
+        if not pending and not ready:
+            return
+        if pending:
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                idx = pending.pop(fut)
+                if ordered:
+                    ready[idx] = fut.result()
+                else:
+                    yield fut.result()
+        while ordered and next_out in ready:
+            yield ready.pop(next_out)
+            next_out += 1
+
+
+# -- CLI helpers shared by the stage scripts ------------------------------------------------------
+def add_runner_args(parser: argparse.ArgumentParser, *, workers_default: int = 1) -> None:
+    """Add the flags every bulk stage shares."""
+    g = parser.add_argument_group("run control (shared by all stages)")
+    g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
+                   help="descend into sub-folders, mirroring the tree in the output (default: on)")
+    g.add_argument("--workers", type=int, default=workers_default,
+                   help=f"parallel workers (default: {workers_default})")
+    g.add_argument("--shard-index", type=int, default=0,
+                   help="this job's shard, 0-based (e.g. $SLURM_ARRAY_TASK_ID)")
+    g.add_argument("--shard-count", type=int, default=1,
+                   help="total shards; files are assigned by a stable hash of their relative path")
+    g.add_argument("--overwrite", action="store_true",
+                   help="redo items whose outputs already exist (default: skip them, i.e. resume)")
+    g.add_argument("--dry-run", action="store_true", help="list what would be done; write nothing")
+    g.add_argument("--skip-errors", action="store_true",
+                   help="exit 0 even if some files failed (they are still reported)")
+    g.add_argument("--report", type=Path, default=None,
+                   help="where to write the JSON run report (default: OUTPUT/.reports/<stage>-<time>.json)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+
+
+def options_from_args(args: argparse.Namespace, stage: str, out_root: Path | None) -> RunOptions:
+    """Build :class:`RunOptions` from parsed shared flags; fills the default report path."""
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    report = args.report
+    if report is None and out_root is not None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        suffix = f"-shard{args.shard_index}of{args.shard_count}" if args.shard_count > 1 else ""
+        report = Path(out_root) / ".reports" / f"{stage}-{stamp}{suffix}-{os.getpid()}.json"
+    return RunOptions(
+        workers=args.workers, overwrite=args.overwrite, dry_run=args.dry_run,
+        skip_errors=args.skip_errors, shard_index=args.shard_index, shard_count=args.shard_count,
+        report=report, progress=not args.no_progress,
+    )
+
+
+def setup_logging(verbose: int = 0) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Call a stage's ``main``: usage errors print one line and exit 2, Ctrl-C exits 130."""
+    try:
+        return main(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except WorkflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished outputs are kept; re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def print_report(report: RunReport, options: RunOptions) -> None:
+    """The CLI's closing lines: summary, dry-run plan, and where the report is."""
+    if report.dry_run:
+        todo = report.params.get("would_process", [])
+        print(f"{report.stage} (dry run): {len(todo)} to process, {report.skipped} already done")
+        for key in todo[:20]:
+            print(f"  would process {key}")
+        if len(todo) > 20:
+            print(f"  … and {len(todo) - 20} more")
+        return
+    print(report.summary())
+    if options.report is not None:
+        print(f"report: {options.report}")
