@@ -1,0 +1,122 @@
+"""s1 end to end through its CLI on a messy generated tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from workflow import audio
+from workflow.s1_audio_normalize import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _reports(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / ".reports").glob("*.json"))]
+
+
+def test_normalizes_messy_tree_and_survives_bad_files(messy_tree: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "norm"
+    rc = main([str(messy_tree), str(out), "--workers", "2", "--no-progress"])
+    assert rc == 1  # two bad files
+    printed = capsys.readouterr().out
+    assert "corrupt.wav" in printed and "nan.wav" in printed
+
+    (report,) = _reports(out)
+    res = {r["key"]: r for r in report["results"]}
+    assert report["counts"] == {"ok": 7, "skipped": 0, "failed": 2, "total": 9}
+    assert "corrupt.wav" in res["bad/corrupt.wav"]["error"]
+    assert "NaN" in res["bad/nan.wav"]["error"] or "nan" in res["bad/nan.wav"]["error"].lower()
+    assert "silent" in res["silent.wav"]["info"]["flags"]
+    assert "peak_limited" in res["spiky.wav"]["info"]["flags"]
+
+    outs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
+    assert outs == ["a/b/quiet é.wav", "a/tone_pitch_60.00_amp_0.50.wav", "c/float 22k.wav",
+                    "c/six_ch.wav", "short.wav", "silent.wav", "spiky.wav"]
+    for rel in outs:
+        info = sf.info(out / rel)
+        assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16"), rel
+        data, sr = audio.read_audio(out / rel)
+        flags = res[rel.replace("quiet é.wav", "quiet é.flac")]["info"]["flags"]
+        if rel == "silent.wav":
+            assert np.all(data == 0)  # never amplified
+        elif "peak_limited" in flags:
+            assert np.max(np.abs(data)) <= 0.999 + 1e-4
+            assert audio.peak_windowed_rms(data, sr) < 0.1
+        else:
+            # The issue's check: re-measured peak windowed RMS within 0.5 % of the target.
+            assert audio.peak_windowed_rms(data, sr, 250.0) == pytest.approx(0.1, rel=0.005), rel
+    # Durations survive resampling (±1 frame).
+    assert sf.info(out / "a/tone_pitch_60.00_amp_0.50.wav").frames == pytest.approx(36000, abs=1)
+    # Inputs are never touched.
+    assert (messy_tree / "notes.txt").read_text() == "not audio"
+
+
+def test_rerun_resumes_and_skip_errors(messy_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "norm"
+    main([str(messy_tree), str(out), "--workers", "1", "--no-progress"])
+    first = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+    (out / "short.wav").unlink()  # as if the first run had been killed before this file
+    rc = main([str(messy_tree), str(out), "--no-progress", "--skip-errors"])
+    assert rc == 0  # failures still reported, but --skip-errors exits 0
+    second = _reports(out)[-1]
+    counts = second["counts"]
+    assert counts["ok"] == 1 and counts["skipped"] == 6 and counts["failed"] == 2
+    for p, mtime in first.items():
+        if p.name != "short.wav":
+            assert p.stat().st_mtime_ns == mtime  # untouched
+    assert (out / "short.wav").exists()
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_dry_run_and_output_inside_input(messy_tree: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "norm"
+    assert main([str(messy_tree), str(out), "--dry-run", "--no-progress"]) == 0
+    assert not out.exists()
+    assert "9 to process" in capsys.readouterr().out
+    from workflow.runner import run_cli
+    assert run_cli(main, [str(messy_tree), str(messy_tree / "out")]) == 2
+    assert "inside input" in capsys.readouterr().err
+
+
+def test_segments_keep_channels_and_lufs(tmp_path: Path) -> None:
+    from workflow.demo import tone
+
+    from .conftest import write
+
+    src = tmp_path / "in"
+    write(src / "long.wav", tone(60, 0.6, 3.4, 48000, 2), 48000)
+    out = tmp_path / "out"
+    rc = main([str(src), str(out), "--channels", "keep", "--segment-seconds", "1",
+               "--min-segment-seconds", "0.5", "--no-progress", "--workers", "1"])
+    assert rc == 0
+    segs = sorted(p.name for p in out.glob("*.wav"))
+    assert segs == ["long_0000.wav", "long_0001.wav", "long_0002.wav"]  # 0.4 s tail dropped
+    for name in segs:
+        data, sr = audio.read_audio(out / name)
+        assert data.shape == (2, 24000) and sr == 24000
+        assert audio.peak_windowed_rms(data, sr) == pytest.approx(0.1, rel=0.005)
+
+    out2 = tmp_path / "lufs"
+    assert main([str(src), str(out2), "--method", "lufs", "--target-lufs", "-20", "--no-progress",
+                 "--subtype", "FLOAT", "--sample-rate", "16000"]) == 0
+    data, sr = audio.read_audio(out2 / "long.wav")
+    assert sr == 16000 and data.shape[0] == 1
+    assert audio.integrated_lufs(data, sr) == pytest.approx(-20.0, abs=0.1)
+
+
+def test_runs_as_script_module_and_console_script(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": ""}
+    for cmd in ([sys.executable, str(REPO / "workflow" / "s1_audio_normalize.py"), "--help"],
+                [sys.executable, "-m", "workflow.s1_audio_normalize", "--help"],
+                [str(Path(sys.executable).parent / "wf-audio-normalize"), "--help"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert res.returncode == 0, res.stderr
+        assert "--target-rms" in res.stdout and "--segment-seconds" in res.stdout
