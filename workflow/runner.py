@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import datetime as _dt
+import itertools
 import json
 import logging
 import multiprocessing
 import os
 import platform
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -164,6 +166,14 @@ def _run_one(fn: Callable[[WorkItem], dict | None], item: WorkItem) -> ItemResul
         return ItemResult(item.key, FAILED, time.perf_counter() - t0, error=describe_error(exc))
 
 
+def _process_context() -> multiprocessing.context.BaseContext:
+    """``fork`` where it is safe (Linux, no other Python threads): workers inherit the loaded
+    modules and start in milliseconds. Otherwise ``spawn``, which is always safe."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def default_is_done(item: WorkItem) -> bool:
     return item.dst.exists()
 
@@ -238,8 +248,10 @@ class Runner:
         if self.options.dry_run or not todo:
             return self._finish(report, t0)
         workers = max(1, min(self.options.workers, len(todo)))
+        results = self._iter_map(todo, fn, workers, executor)
+        first = next(results, None)  # starts the pool before tqdm can start its monitor thread
         with self._progress(len(todo)) as bar:
-            for res in self._iter_map(todo, fn, workers, executor):
+            for res in itertools.chain([first] if first else [], results):
                 report.results.append(res)
                 if res.status == FAILED:
                     log.warning("%s failed: %s", res.key, res.error)
@@ -256,8 +268,7 @@ class Runner:
                 yield _run_one(fn, it)
             return
         if executor == "process":
-            pool: cf.Executor = cf.ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"))
+            pool: cf.Executor = cf.ProcessPoolExecutor(workers, mp_context=_process_context())
         elif executor == "thread":
             pool = cf.ThreadPoolExecutor(workers)
         else:
