@@ -17,10 +17,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children, in MiB (Linux: KiB units)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024.0
+    """Peak resident memory of this process (or its largest finished child), in MiB.
+
+    VmHWM is read rather than ru_maxrss: Linux carries ru_maxrss across exec, so a child would
+    report its parent's peak.
+    """
+    own_kb = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                own_kb = int(line.split()[1])
+    except OSError:
+        own_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own_kb, kids_kb) / 1024.0
 
 
 def run_variant_in_subprocess(script: Path, args: list[str]) -> dict[str, Any]:

@@ -917,6 +917,31 @@ def _load_random(spec: CodecSpec, overrides: Mapping[str, Any] | None) -> Any:
     return model
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub endpoint cannot be reached (``None`` if a TCP connection opens).
+
+    One quick connect instead of huggingface_hub's ~20 s of retries when there is no network.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None  # through a proxy a direct connect proves nothing; let the hub client try
+
+    try:
+        from huggingface_hub import constants
+        endpoint = constants.ENDPOINT
+    except Exception:  # noqa: BLE001
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"cannot reach {endpoint} ({exc})"
+
+
 def _load_pretrained(spec: CodecSpec, repo_id: str) -> tuple[Any, str]:
     """``from_pretrained`` from the HF cache if it is there, else from the hub (unless offline).
 
@@ -935,6 +960,8 @@ def _load_pretrained(spec: CodecSpec, repo_id: str) -> tuple[Any, str]:
         hub_exc = ()
     attempts = [True] if offline else [True, False]
     for local_only in attempts:
+        if not local_only and (why := _hub_unreachable()) is not None:
+            raise WeightsNotFoundError(_not_found_message(spec, repo_id, why))
         log.info("loading %s from %s (%s, cache %s)", spec.name, repo_id,
                  "cache only" if local_only else "hub", cache_dir or "default")
         try:

@@ -1,0 +1,139 @@
+"""The demo: generate a small synthetic audio set, then run the stages on it.
+
+``python -m workflow.demo`` (what ``make demo`` runs) writes ``demo_data/raw`` — a nested tree of
+tones and drum hits at mixed rates and channel counts, with their parameters in the file names
+(``tone_pitch_64.00_amp_0.75.wav``) — then runs s1 (normalise) and s2 (encode) into ``demo_out``.
+Tests and benchmarks use :func:`make_demo_set` too, so everyone exercises the same kind of data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+log = logging.getLogger(__name__)
+
+
+def midi_to_hz(pitch: float) -> float:
+    return 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
+
+
+def tone(pitch: float, amp: float, seconds: float, sr: int, channels: int = 1) -> np.ndarray:
+    """A decaying harmonic tone, ``[C, N]`` float32, slightly different per channel."""
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = midi_to_hz(pitch)
+    sig = sum((0.6 ** h) * np.sin(2 * np.pi * f0 * (h + 1) * t) for h in range(4))
+    env = np.minimum(1.0, t / 0.01) * np.exp(-t * 1.5)
+    chans = [amp * sig * env * (1.0 - 0.1 * c) for c in range(channels)]
+    return (np.stack(chans) / 1.6).astype(np.float32)
+
+
+def drum(kind: str, velocity: int, seconds: float, sr: int, seed: int, channels: int = 1) -> np.ndarray:
+    """A few synthetic hits (kick: pitched thump, snare/hat: filtered noise) at 120 bpm."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n, np.float64)
+    hit_len = int(0.25 * sr)
+    t = np.arange(hit_len) / sr
+    if kind == "kick":
+        hit = np.sin(2 * np.pi * (50 + 100 * np.exp(-t * 30)) * t) * np.exp(-t * 12)
+    else:
+        noise = rng.standard_normal(hit_len)
+        if kind == "hat":
+            noise = np.diff(noise, prepend=0.0)
+        hit = noise * np.exp(-t * (40 if kind == "hat" else 18)) * 0.5
+    for start in range(0, n - hit_len, int(0.5 * sr)):
+        out[start:start + hit_len] += hit * (velocity / 127.0) * rng.uniform(0.8, 1.0)
+    return np.repeat(out[None].astype(np.float32), channels, axis=0)
+
+
+def make_demo_set(root: Path | str, *, seconds: float = 3.0, n_tones: int = 6, n_drums: int = 6) -> list[Path]:
+    """Write the synthetic demo set under ``root``; returns the files written (sorted)."""
+    root = Path(root)
+    written: list[Path] = []
+    rates = [(44100, 2), (48000, 1), (22050, 1), (24000, 1)]
+    for i in range(n_tones):
+        pitch = 48.0 + 4.5 * i
+        amp = round(0.25 + 0.1 * i, 2)
+        sr, ch = rates[i % len(rates)]
+        path = root / "tones" / f"set{i % 2}" / f"tone_pitch_{pitch:.2f}_amp_{amp:.2f}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, tone(pitch, amp, seconds, sr, ch).T, sr, subtype="PCM_16")
+        written.append(path)
+    kinds = ["kick", "snare", "hat"]
+    for i in range(n_drums):
+        kind = kinds[i % 3]
+        vel = 40 + 15 * i
+        sr, ch = rates[(i + 1) % len(rates)]
+        path = root / "drums" / kind / f"{kind}_vel_{vel}_pitch_{36 + i}.5.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, drum(kind, vel, seconds, sr, seed=i, channels=ch).T, sr, subtype="PCM_16")
+        written.append(path)
+    return sorted(written)
+
+
+def _run(name: str, main, argv: list[str]) -> None:
+    print(f"\n$ {name} {' '.join(argv)}", flush=True)
+    t0 = time.perf_counter()
+    rc = main(argv)
+    print(f"({name} finished in {time.perf_counter() - t0:.1f}s, exit {rc})")
+    if rc != 0:
+        raise SystemExit(f"demo stopped: {name} exited with {rc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workflow.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("demo_data"), help="where the raw set is made")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="where the stages write")
+    p.add_argument("--weights", default="auto",
+                   help="codec weights: 'auto' (pretrained if cached, else random), 'pretrained', "
+                        "'random' or a path")
+    p.add_argument("--fresh", action="store_true", help="delete previous demo output first")
+    args = p.parse_args(argv)
+
+    from workflow import s1_audio_normalize, s2_wav2encodec24
+    from workflow.codecs import WeightsNotFoundError, load_codec
+
+    raw = args.data / "raw"
+    if args.fresh:
+        shutil.rmtree(args.out, ignore_errors=True)
+    if not raw.exists():
+        files = make_demo_set(raw)
+        print(f"generated {len(files)} demo files under {raw}")
+    weights = args.weights
+    if weights == "auto":
+        try:
+            load_codec("encodec_24khz", weights="pretrained", device="cpu")
+            weights = "pretrained"
+        except WeightsNotFoundError:
+            weights = "random"
+            print("\n" + "!" * 78 + "\n! facebook/encodec_24khz is not cached and cannot be downloaded here:"
+                  "\n! the demo uses RANDOM codec weights. Tokens are real .ecdc files but carry no"
+                  "\n! meaning; every output records \"weights\": \"random\".\n" + "!" * 78)
+    norm, tokens = args.out / "norm", args.out / "tokens"
+    _run("wf-audio-normalize", s1_audio_normalize.main,
+         [str(raw), str(norm), "--target-rms", "0.1", "--sample-rate", "24000", "--no-progress"])
+    _run("wf-wav2encodec24", s2_wav2encodec24.main,
+         [str(norm), str(tokens), "--bandwidth", "6.0", "--weights", weights, "--device", "cpu",
+          "--verify", "--verify-samples", "3", "--no-progress"])
+    ecdc = sorted(tokens.rglob("*.ecdc"))
+    print(f"\ndemo done: {len(ecdc)} token files under {tokens}")
+    from workflow.ecdc import read_ecdc_header
+    if ecdc:
+        h = read_ecdc_header(ecdc[0])
+        print(f"e.g. {ecdc[0]}: {h.num_codebooks} codebooks × {h.num_frames} frames "
+              f"({h.audio_length} samples at {h.sample_rate} Hz), weights={h.meta.get('weights')}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(main())
