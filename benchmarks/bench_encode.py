@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-seconds", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="runs per variant; the best is kept")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--dst", type=Path, help=argparse.SUPPRESS)
@@ -156,14 +157,22 @@ def main() -> None:
         os.sync()
         common = ["--device", args.device, "--batch-seconds", str(args.batch_seconds),
                   "--workers", str(args.workers), "--src", str(tmp / "norm")]
-        run = lambda v, dst: run_variant_in_subprocess(Path(__file__), ["--variant", v, *common, "--dst", str(dst)])  # noqa: E731
-        rows = {"bare": run("bare", tmp / "unused"), "s2": run("s2", tmp / "ecdc"), "naive": run("naive", tmp / "pt")}
+        def run(variant: str, dst: Path, repeats: int = 1) -> dict:
+            best = None
+            for _ in range(repeats):  # best of N: the run least disturbed by the machine
+                if variant in ("s2", "naive"):
+                    shutil.rmtree(dst, ignore_errors=True)
+                r = run_variant_in_subprocess(Path(__file__), ["--variant", variant, *common, "--dst", str(dst)])
+                if best is None or r.get("wall_s", 0) < best.get("wall_s", 0):
+                    best = r
+            return best
+
+        rows = {v: run(v, tmp / d, args.repeats) for v, d in (("bare", "unused"), ("s2", "ecdc"), ("naive", "pt"))}
         for r in rows.values():
             r["audio_s"] = audio_s
             r["throughput"] = audio_s / r["wall_s"]
         rows["s2"]["vs_bare"] = rows["s2"]["throughput"] / rows["bare"]["throughput"]
         rows["s2"]["vs_naive"] = rows["s2"]["throughput"] / rows["naive"]["throughput"]
-        n_codes = audio_s * 75 * 8  # approximate; exact counts come from the read pass below
         reads = {k: run(f"read-{k}", tmp / ("ecdc" if k == "ecdc" else "pt")) for k in ("ecdc", "pt")}
         n_codes = reads["ecdc"]["codes"]
         rows["s2"]["bits_per_code"] = 8 * rows["s2"]["disk_bytes"] / n_codes

@@ -65,7 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--repeats", type=int, default=3, help="runs per variant; the best is kept")
+    ap.add_argument("--repeats", type=int, default=5, help="runs per variant; the best is kept")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--dst", type=Path, help=argparse.SUPPRESS)
@@ -79,15 +79,17 @@ def main() -> None:
         os.sync()  # let the generated data reach the disk so writeback does not skew the runs
         for p in (tmp / "raw").rglob("*.wav"):
             p.read_bytes()  # same warm page cache for every variant
-        rows = []
-        for name in ("baseline", "s1-1", "s1-2"):
-            runs = []
-            for rep in range(args.repeats):
+        names = ("baseline", "s1-1", "s1-2")
+        runs: dict[str, list[dict]] = {n: [] for n in names}
+        for rep in range(args.repeats):  # interleaved, so drift in machine load hits all variants
+            for name in names:
                 dst = tmp / f"{name}-{rep}"
-                runs.append(run_variant_in_subprocess(
+                runs[name].append(run_variant_in_subprocess(
                     Path(__file__), ["--variant", name, "--src", str(tmp / "raw"), "--dst", str(dst)]))
                 shutil.rmtree(dst, ignore_errors=True)
-            r = min(runs, key=lambda x: x["wall_s"])  # best of N: least disturbed by the machine
+        rows = []
+        for name in names:
+            r = min(runs[name], key=lambda x: x["wall_s"])  # best of N: least disturbed by the machine
             r["audio_s"] = audio_s
             r["throughput"] = audio_s / r["wall_s"]
             rows.append(r)

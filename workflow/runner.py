@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import datetime as _dt
-import itertools
 import json
 import logging
 import multiprocessing
@@ -29,7 +28,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -44,6 +43,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+
+
+class _Bar(tqdm):
+    """tqdm without its monitor thread: a live thread would stop the pool from using ``fork``."""
+
+    monitor_interval = 0
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,40 @@ def _run_one(fn: Callable[[WorkItem], dict | None], item: WorkItem) -> ItemResul
         return ItemResult(item.key, FAILED, time.perf_counter() - t0, error=describe_error(exc))
 
 
+def _pool_round(
+    items: Sequence[WorkItem], fn: Callable, workers: int, executor: str, in_flight: int
+) -> Generator[ItemResult, None, tuple[BaseException | None, set[str], set[str]]]:
+    """Run ``items`` in one fresh pool, yielding results; stops early if the pool breaks.
+
+    Returns (the pool's breaking error or None, keys started, keys finished).
+    """
+    pool: cf.Executor = (cf.ProcessPoolExecutor(workers, mp_context=_process_context())
+                         if executor == "process" else cf.ThreadPoolExecutor(workers))
+    started: set[str] = set()
+    finished: set[str] = set()
+
+    def call(it: WorkItem) -> tuple:
+        started.add(it.key)
+        return _run_one, fn, it
+
+    broken: BaseException | None = None
+    with pool:
+        try:
+            # Back-pressure: at most ``in_flight`` items queued, so memory stays flat on a
+            # million-file run and a Ctrl-C does not wait for a huge backlog.
+            for it, fut in bounded_map(pool, call, items, in_flight):
+                try:
+                    res = fut.result()
+                except cf.BrokenExecutor as exc:
+                    broken = exc
+                    continue
+                finished.add(it.key)
+                yield res
+        except cf.BrokenExecutor as exc:  # raised by submit() once the pool is broken
+            broken = exc
+    return broken, started, finished
+
+
 def _process_context() -> multiprocessing.context.BaseContext:
     """``fork`` where it is safe (Linux, no other Python threads): workers inherit the loaded
     modules and start in milliseconds. Otherwise ``spawn``, which is always safe."""
@@ -219,7 +258,7 @@ class Runner:
         return report
 
     def _progress(self, total: int) -> tqdm:
-        return tqdm(total=total, desc=self.stage, unit="file", dynamic_ncols=True,
+        return _Bar(total=total, desc=self.stage, unit="file", dynamic_ncols=True,
                     disable=not self.options.progress, mininterval=0.5, file=sys.stderr)
 
     def _start(
@@ -248,10 +287,8 @@ class Runner:
         if self.options.dry_run or not todo:
             return self._finish(report, t0)
         workers = max(1, min(self.options.workers, len(todo)))
-        results = self._iter_map(todo, fn, workers, executor)
-        first = next(results, None)  # starts the pool before tqdm can start its monitor thread
         with self._progress(len(todo)) as bar:
-            for res in itertools.chain([first] if first else [], results):
+            for res in self._iter_map(todo, fn, workers, executor):
                 report.results.append(res)
                 if res.status == FAILED:
                     log.warning("%s failed: %s", res.key, res.error)
@@ -267,17 +304,26 @@ class Runner:
             for it in todo:
                 yield _run_one(fn, it)
             return
-        if executor == "process":
-            pool: cf.Executor = cf.ProcessPoolExecutor(workers, mp_context=_process_context())
-        elif executor == "thread":
-            pool = cf.ThreadPoolExecutor(workers)
-        else:
+        if executor not in ("process", "thread"):
             raise ValueError(f"unknown executor {executor!r}")
-        with pool:
-            # Back-pressure: never more than 2 × workers items queued, so memory stays flat on
-            # a million-file run and a Ctrl-C does not wait for a huge backlog.
-            for res in bounded_map(pool, lambda it: (_run_one, fn, it), todo, 2 * workers):
-                yield res
+        queue = list(todo)
+        while queue:
+            broken, started, finished = yield from _pool_round(queue, fn, workers, executor, 2 * workers)
+            if broken is None:
+                return
+            # A worker died (out-of-memory kill, a decoder segfault) and took the pool with it.
+            # The items that were in flight are suspects: each is retried alone, so only the one
+            # that really kills its worker is reported; items never started carry on as before.
+            suspects = [it for it in queue if it.key in started and it.key not in finished]
+            log.warning("a worker process died (%s); retrying %d in-flight item(s) one at a time",
+                        broken, len(suspects))
+            for it in suspects:
+                died, _, _ = yield from _pool_round([it], fn, 1, executor, 1)
+                if died is not None:
+                    yield ItemResult(it.key, FAILED, error=(
+                        "the worker process died while processing this file; it may need more "
+                        "memory than is available, or crash its decoder"))
+            queue = [it for it in queue if it.key not in started]
 
     # -- load in parallel, consume in order -------------------------------------------------------
     def pipeline(
@@ -327,8 +373,8 @@ class Runner:
                 return it, exc
 
         with self._progress(len(todo)) as bar, cf.ThreadPoolExecutor(workers) as pool:
-            for it, payload in bounded_map(pool, lambda i: (guarded_load, i), todo, prefetch,
-                                           ordered=True):
+            for _, fut in bounded_map(pool, lambda i: (guarded_load, i), todo, prefetch, ordered=True):
+                it, payload = fut.result()  # guarded_load never raises
                 if isinstance(payload, BaseException):
                     record([(it, payload)], bar)
                     continue
@@ -352,14 +398,15 @@ def bounded_map(
     max_in_flight: int,
     *,
     ordered: bool = False,
-) -> Iterator[Any]:
+) -> Iterator[tuple[Any, cf.Future]]:
     """Submit ``call(x) = (fn, *args)`` for each input, keeping at most ``max_in_flight`` pending.
 
-    Yields results as they complete, or in input order when ``ordered``.
+    Yields ``(input, finished future)`` as they complete, or in input order when ``ordered``;
+    the caller decides what a future's exception means.
     """
     it = iter(inputs)
-    pending: dict[cf.Future, int] = {}
-    ready: dict[int, Any] = {}
+    pending: dict[cf.Future, tuple[int, Any]] = {}
+    ready: dict[int, tuple[Any, cf.Future]] = {}
     next_out = 0
     n = 0
     exhausted = False
@@ -371,18 +418,18 @@ def bounded_map(
                 exhausted = True
                 break
             fn, *args = call(x)
-            pending[pool.submit(fn, *args)] = n
+            pending[pool.submit(fn, *args)] = (n, x)
             n += 1
         if not pending and not ready:
             return
         if pending:
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in done:
-                idx = pending.pop(fut)
+                idx, x = pending.pop(fut)
                 if ordered:
-                    ready[idx] = fut.result()
+                    ready[idx] = (x, fut)
                 else:
-                    yield fut.result()
+                    yield x, fut
         while ordered and next_out in ready:
             yield ready.pop(next_out)
             next_out += 1

@@ -24,12 +24,14 @@ if __package__ in (None, ""):  # run as a file: import the package, and don't le
     sys.path[0] = str(_P(__file__).resolve().parents[1])
 
 import argparse
+import concurrent.futures as cf
 import logging
 import math
 import os
 import random
 import sys
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +113,10 @@ class Loaded:
 
 
 class EncodeSink:
-    """Collects loaded audio into batches of about ``batch_seconds`` and writes `.ecdc` files."""
+    """Collects loaded audio into batches of about ``batch_seconds``, encodes them, and writes
+    the `.ecdc` files in a background thread so bit-packing and disk I/O overlap the next batch."""
 
-    def __init__(self, codec, batch_seconds: float, max_batch_items: int = 64):
+    def __init__(self, codec, batch_seconds: float, max_batch_items: int = 64, max_pending_writes: int = 2):
         self.codec = codec
         self.budget = int(batch_seconds * codec.spec.sample_rate)
         self.max_items = max_batch_items
@@ -123,18 +126,28 @@ class EncodeSink:
         self.model = meta.pop("m")
         self.bits = int(meta.pop("bits"))
         self.extra = meta
+        self._writer = cf.ThreadPoolExecutor(1, thread_name_prefix="ecdc-writer")
+        self._writes: deque[cf.Future] = deque()
+        self._max_pending = max_pending_writes
 
-    def add(self, item: WorkItem, payload: Loaded):
+    def add(self, item: WorkItem, payload: Loaded) -> list:
         n = payload.audio.shape[-1]
         done = []
-        # Flush first if this item would overflow the batch: batches stay near the budget.
+        # Encode first if this item would overflow the batch: batches stay near the budget.
         if self.batch and (self.samples + n > self.budget or len(self.batch) >= self.max_items):
-            done = self.flush()
+            done = self._encode_pending()
         self.batch.append((item, payload))
         self.samples += n
+        return done + self._collect(block=False)
+
+    def flush(self) -> list:
+        done = self._encode_pending()
+        done += self._collect(block=True)
+        self._writer.shutdown(wait=True)
         return done
 
-    def flush(self):
+    def _encode_pending(self) -> list:
+        """Encode the current batch and queue its writes; returns items that failed to encode."""
         batch, self.batch, self.samples = self.batch, [], 0
         if not batch:
             return []
@@ -144,11 +157,23 @@ class EncodeSink:
             if len(batch) == 1:
                 return [(batch[0][0], exc)]
             log.warning("batch of %d failed (%s); encoding its items one at a time", len(batch), exc)
-            out = []
+            failed = []
             for pair in batch:
-                self.batch, self.samples = [pair], 0
-                out += self.flush()
-            return out
+                self.batch = [pair]
+                failed += self._encode_pending()
+            return failed
+        if len(self._writes) >= self._max_pending:  # back-pressure: wait for the oldest write
+            cf.wait([self._writes[0]])
+        self._writes.append(self._writer.submit(self._write_batch, batch, encoded))
+        return []
+
+    def _collect(self, block: bool) -> list:
+        out = []
+        while self._writes and (block or self._writes[0].done()):
+            out += self._writes.popleft().result()
+        return out
+
+    def _write_batch(self, batch, encoded) -> list:
         results = []
         for (item, loaded), enc in zip(batch, encoded):
             try:

@@ -24,3 +24,12 @@ def slow_pid(item: WorkItem) -> dict:
     time.sleep(0.2)
     atomic_write_text(item.dst, "x")
     return {"pid": os.getpid()}
+
+
+def crash_on_kill(item: WorkItem) -> dict:
+    """Simulates an out-of-memory kill: the worker process dies without a Python exception."""
+    if item.src.read_text() == "kill":
+        os._exit(9)
+    time.sleep(0.05)
+    atomic_write_text(item.dst, "x")
+    return {}

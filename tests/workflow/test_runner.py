@@ -14,7 +14,7 @@ from workflow.runner import (
     FAILED, OK, SKIPPED, RunOptions, Runner, WorkItem, bounded_map,
 )
 
-from ._runner_fns import copy_upper, slow_pid
+from ._runner_fns import copy_upper, crash_on_kill, slow_pid
 
 
 def _tree(tmp_path: Path, contents: dict[str, str]) -> tuple[Path, Path, list[WorkItem]]:
@@ -89,6 +89,16 @@ def test_process_workers_run_in_parallel(tmp_path: Path) -> None:
     assert len({r.info["pid"] for r in rep.results}) == 2  # two worker processes did the work
 
 
+def test_dead_worker_fails_only_its_item(tmp_path: Path) -> None:
+    contents = {f"f{i}.txt": "ok" for i in range(10)}
+    contents["f3.txt"] = "kill"
+    _, out, items = _tree(tmp_path, contents)
+    rep = Runner("t", RunOptions(progress=False, workers=2)).map(items, crash_on_kill)
+    assert [r.key for r in rep.failed] == ["f3.txt"]
+    assert "worker process died" in rep.failed[0].error
+    assert rep.ok == 9 and len(list(out.glob("*.out"))) == 9
+
+
 def test_bounded_map_limits_in_flight_and_keeps_order() -> None:
     import concurrent.futures as cf
     live, peak, lock = 0, 0, threading.Lock()
@@ -104,7 +114,7 @@ def test_bounded_map_limits_in_flight_and_keeps_order() -> None:
         return x * 2
 
     with cf.ThreadPoolExecutor(8) as pool:
-        got = list(bounded_map(pool, lambda x: (work, x), range(40), 3, ordered=True))
+        got = [f.result() for _, f in bounded_map(pool, lambda x: (work, x), range(40), 3, ordered=True)]
     assert got == [2 * x for x in range(40)]
     assert peak <= 3
 
