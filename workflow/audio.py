@@ -303,6 +303,33 @@ def _mean_square_per_frame(audio: np.ndarray) -> np.ndarray:
     return sq
 
 
+def _windowed_rms_blocks(a: np.ndarray, win: int, hop: int) -> np.ndarray:
+    """:func:`windowed_rms` when the window is a whole number of hops (the default window/4).
+
+    Sums squares per hop-sized block in float64, a cache-sized chunk at a time, then adds
+    ``win // hop`` neighbouring blocks: the same values as the cumulative sum over samples, without
+    two full-length float64 arrays (which made s1 memory-bound with several workers).
+    """
+    c, n = a.shape
+    nb = n // hop
+    blocks = np.empty(nb, dtype=np.float64)
+    step = max(1, (1 << 15) // hop)  # blocks per chunk: ~32k samples per channel
+    for b0 in range(0, nb, step):
+        b1 = min(nb, b0 + step)
+        sq = np.square(a[:, b0 * hop:b1 * hop], dtype=np.float64)
+        blocks[b0:b1] = sq.reshape(c, b1 - b0, hop).sum(axis=(0, 2))
+    k = win // hop
+    n_win = (n - win) // hop + 1
+    csum = np.concatenate(([0.0], np.cumsum(blocks)))
+    sums = csum[k:k + n_win] - csum[:n_win]
+    if (n_win - 1) * hop + win < n:  # one more window aligned to the end covers the tail
+        tail = np.square(a[:, n - win:], dtype=np.float64).sum()
+        sums = np.append(sums, tail)
+    np.maximum(sums, 0.0, out=sums)
+    sums *= 1.0 / (win * c)
+    return np.sqrt(sums, out=sums)
+
+
 def windowed_rms(
     audio: np.ndarray, sr: int, window_ms: float = 250.0, hop_ms: float | None = None
 ) -> np.ndarray:
@@ -319,6 +346,8 @@ def windowed_rms(
     if n == 0:
         return np.zeros(0, dtype=np.float64)
     win, hop = _window_samples(sr, window_ms, hop_ms)
+    if n > win and win % hop == 0:
+        return _windowed_rms_blocks(a, win, hop)
     ms = _mean_square_per_frame(a)
     if n <= win:
         return np.array([math.sqrt(float(ms.sum()) / n)])

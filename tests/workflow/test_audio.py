@@ -279,6 +279,16 @@ def test_windowed_rms_matches_naive(channels, n):
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("n", [6001, 6000 + 1500 * 3, 6000 + 1500 * 3 + 17, 24000 * 3 + 123, 200_000])
+def test_windowed_rms_block_path_matches_naive(channels, n):
+    # 24 kHz: window 6000 = 4 hops of 1500, the blocked fast path s1 uses by default.
+    x = RNG.uniform(-1, 1, (channels, n)).astype(np.float32)
+    x[:, n // 3: n // 2] *= 0.01  # a quiet passage after a loud one (cancellation-prone)
+    np.testing.assert_allclose(A.windowed_rms(x, 24000, 250.0), naive_windowed_rms(x, 24000, 250.0, None),
+                               rtol=1e-9, atol=1e-12)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(1, 3000),
