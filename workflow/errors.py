@@ -42,3 +42,15 @@ class WeightsNotFoundError(CodecError):
 
 class DeviceError(WorkflowError):
     """The requested compute device is not available (e.g. `--device cuda` without CUDA)."""
+
+
+class SidecarError(WorkflowError):
+    """A conditioning sidecar (`.cond.npy` + `.cond.json`) is missing, malformed or inconsistent."""
+
+
+class ProducerError(WorkflowError):
+    """A param producer could not be loaded, or returned values that cannot be stored."""
+
+
+class DatasetError(WorkflowError):
+    """A Hugging Face dataset folder built by s5 is missing, inconsistent or cannot be built."""

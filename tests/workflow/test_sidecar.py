@@ -1,0 +1,100 @@
+"""sidecar.py: the .cond.npy/.cond.json pair, schema v2 (and v1 upgrade), merge and stats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workflow import sidecar as S
+from workflow.errors import SidecarError
+
+
+def test_paths(tmp_path: Path) -> None:
+    e = tmp_path / "tok" / "a" / "kick_vel_64_pitch_60.5.ecdc"
+    assert S.sidecar_path_for(e, tmp_path / "tok") == tmp_path / "tok/a/kick_vel_64_pitch_60.5.cond.npy"
+    assert S.sidecar_path_for(e, tmp_path / "tok", tmp_path / "cond") == tmp_path / "cond/a/kick_vel_64_pitch_60.5.cond.npy"
+    assert S.json_path_for(tmp_path / "x.cond.npy") == tmp_path / "x.cond.json"
+    assert S.json_path_for(tmp_path / "x.feat.npy") == tmp_path / "x.feat.json"
+    with pytest.raises(SidecarError):
+        S.sidecar_path_for(e, tmp_path / "tok", suffix=".cond")
+
+
+def test_init_append_overwrite_roundtrip(tmp_path: Path) -> None:
+    p = tmp_path / "x.cond.npy"
+    sc = S.write_sidecar(p, S.empty_sidecar(5, 75.0, "x.ecdc"))
+    assert np.load(p).shape == (5, 0)
+    meta = json.loads(S.json_path_for(p).read_text())
+    assert meta["schema_version"] == 2 and meta["frames"] == 5 and meta["features"] == {}
+
+    pitch = S.FeatureInfo(units="midi", doc_string="note", min=0.0, max=127.0, producer="from_filename",
+                          range_from="producer")
+    sc = S.merge_features(sc, {"pitch": (np.full(5, 60.5), pitch)})
+    sc = S.merge_features(sc, {"ramp": (np.linspace(0, 1, 5), S.FeatureInfo(producer="lin"))})
+    S.write_sidecar(p, sc)
+    back = S.read_sidecar(p)
+    assert back.names == ["pitch", "ramp"] and back.values.dtype == np.float32
+    assert np.load(p).dtype == np.float16
+    np.testing.assert_allclose(back.column("ramp"), np.linspace(0, 1, 5), atol=1e-3)
+    f = back.features["pitch"]
+    assert (f.min, f.max, f.units, f.range_from) == (0.0, 127.0, "midi", "producer")  # user range kept
+    assert f.mean == pytest.approx(60.5) and f.std == pytest.approx(0.0)
+    r = back.features["ramp"]
+    assert (r.min, r.max, r.range_from) == (0.0, 1.0, "data")
+
+    with pytest.raises(SidecarError, match="already present"):
+        S.merge_features(back, {"pitch": (np.zeros(5), S.FeatureInfo())})
+    # Overwrite replaces the column in place and keeps the user's units and range.
+    over = S.merge_features(back, {"pitch": (np.full(5, 62.0), S.FeatureInfo(producer="const"))}, mode="overwrite")
+    assert over.names == ["pitch", "ramp"]
+    assert over.features["pitch"].units == "midi" and over.features["pitch"].max == 127.0
+    np.testing.assert_array_equal(over.column("pitch"), np.full(5, 62.0, np.float32))
+
+
+def test_bad_values_are_refused_with_producer_and_file(tmp_path: Path) -> None:
+    sc = S.empty_sidecar(4, 75.0, "a/b.ecdc")
+    with pytest.raises(SidecarError, match=r"producer 'p'.*shape \(3,\).*\[4\]"):
+        S.merge_features(sc, {"x": (np.zeros(3), S.FeatureInfo(producer="p"))}, where="a/b.ecdc")
+    with pytest.raises(SidecarError, match="NaN/Inf"):
+        S.merge_features(sc, {"x": (np.array([0, np.nan, 0, 0]), S.FeatureInfo(producer="p"))})
+    big = S.merge_features(sc, {"x": (np.full(4, 1e6), S.FeatureInfo())})
+    with pytest.raises(SidecarError, match="float32"):
+        S.write_sidecar(tmp_path / "b.cond.npy", big)
+    S.write_sidecar(tmp_path / "b.cond.npy", big, dtype="float32")
+    assert not (tmp_path / "c.cond.npy").exists()
+    # A scalar is broadcast to every frame.
+    assert S.merge_features(sc, {"c": (3.0, S.FeatureInfo())}).column("c").tolist() == [3.0] * 4
+
+
+def test_read_errors_and_v1_upgrade(tmp_path: Path) -> None:
+    p = tmp_path / "v1.cond.npy"
+    np.save(p, np.array([[1, 2], [3, 4]], np.float16))
+    S.json_path_for(p).write_text(json.dumps({"names": ["a", "b"], "norm": {"a": {"min": 0, "max": 10}},
+                                              "fps": 75, "frames": 2}))
+    sc = S.read_sidecar(p)
+    assert sc.names == ["a", "b"] and sc.features["a"].max == 10.0 and sc.features["a"].range_from == "producer"
+    assert sc.features["b"].range_from == "data"
+    S.write_sidecar(p, sc)
+    assert json.loads(S.json_path_for(p).read_text())["schema_version"] == 2
+
+    np.save(p, np.zeros((3, 2), np.float16))  # rows no longer match "frames"
+    with pytest.raises(SidecarError, match="rows"):
+        S.read_sidecar(p)
+    S.json_path_for(p).write_text("{not json")
+    with pytest.raises(SidecarError, match="unreadable"):
+        S.read_sidecar(p)
+    with pytest.raises(SidecarError, match="wf-sidecar-init"):
+        S.read_sidecar(tmp_path / "missing.cond.npy")
+
+
+def test_combine_stats_and_stored_precision() -> None:
+    a = S.FeatureInfo(min=0, max=1, mean=0.0, std=1.0, range_from="data")
+    b = S.FeatureInfo(min=-2, max=5, mean=2.0, std=1.0, range_from="data")
+    c = S.combine_stats([(a, 100), (b, 100)])
+    assert (c.min, c.max, c.mean) == (-2, 5, 1.0) and c.std == pytest.approx(np.sqrt(2.0))
+    p = S.FeatureInfo(min=0, max=127, mean=60, std=0, range_from="producer")
+    assert S.combine_stats([(p, 3), (p, 4)]).range_from == "producer"
+    # 0.1 is not representable in float16; a stored value equals the rounded bound, not a violation.
+    assert S.in_stored_precision(0.1, "float16") == float(np.float16(0.1))

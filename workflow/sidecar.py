@@ -1,0 +1,348 @@
+"""Conditioning sidecars: ``<stem>.cond.npy`` (``[T, D]``) + ``<stem>.cond.json`` (schema v2).
+
+Row *t* of the array is aligned with token frame *t* of the `.ecdc` file it describes; column
+order is the order of ``features`` in the JSON. This module is the only code that reads or writes
+the pair, so every stage agrees on names, stats and ranges::
+
+    {"schema_version": 2, "fps": 75.0, "frames": 1234, "source": "rel/path.ecdc", "dtype": "float16",
+     "features": {"pitch": {"units": "midi", "doc_string": "…", "min": 0.0, "max": 127.0,
+                            "mean": 64.1, "std": 3.2, "producer": "from_filename",
+                            "range_from": "producer"}}}
+
+* ``min``/``max`` given by a producer are kept (``range_from: "producer"``): they are the
+  normalisation range a loader uses. Otherwise they are the data's (``range_from: "data"``).
+  ``mean``/``std`` are always the data's, computed from float32 before the cast to float16.
+* Schema v1 files (``names`` + ``norm``) are read and upgraded when written back.
+* Writes are atomic and the JSON is committed last, so a JSON that parses means a finished pair.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SidecarError
+from .files import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+NPY_SUFFIX = ".cond.npy"
+DTYPES = ("float16", "float32")
+MODES = ("append", "overwrite")
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass
+class FeatureInfo:
+    """Metadata of one sidecar column."""
+
+    units: str | None = None
+    doc_string: str | None = None
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    producer: str | None = None
+    range_from: str = "data"  # "producer": min/max were given and are the normalisation range
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if v is not None}
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], where: str = "") -> FeatureInfo:
+        if not isinstance(d, Mapping):
+            raise SidecarError(f"{where}: feature entry must be an object, got {type(d).__name__}")
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for key in ("min", "max", "mean", "std"):
+            if key in known and known[key] is not None:
+                try:
+                    known[key] = float(known[key])
+                except (TypeError, ValueError) as exc:
+                    raise SidecarError(f"{where}: {key} must be a number, got {known[key]!r}") from exc
+        if "range_from" not in known:
+            # v1 / hand-written files: an explicit range is a user-given normalisation range.
+            known["range_from"] = "producer" if "min" in known and "max" in known else "data"
+        return cls(**known)
+
+
+@dataclass
+class Sidecar:
+    """One file's conditioning: ``values`` float32 ``[T, D]`` in memory plus feature metadata."""
+
+    values: np.ndarray
+    fps: float
+    source: str
+    features: dict[str, FeatureInfo] = field(default_factory=dict)
+    dtype: str = "float16"
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown JSON keys, kept on rewrite
+
+    @property
+    def frames(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.features)
+
+    def column(self, name: str) -> np.ndarray:
+        try:
+            return self.values[:, self.names.index(name)]
+        except ValueError:
+            raise SidecarError(f"feature {name!r} not in sidecar of {self.source} "
+                               f"(has: {', '.join(self.names) or 'none'})") from None
+
+    def meta_json(self) -> dict[str, Any]:
+        return {**self.extra, "schema_version": SCHEMA_VERSION, "fps": float(self.fps),
+                "frames": self.frames, "source": self.source, "dtype": self.dtype,
+                "features": {n: f.to_json() for n, f in self.features.items()}}
+
+
+# -- paths ---------------------------------------------------------------------------------------------
+def json_path_for(npy_path: Path | str) -> Path:
+    """``x.cond.npy`` → ``x.cond.json`` (never ``x.cond.cond.json``)."""
+    p = Path(npy_path)
+    if not p.name.endswith(".npy"):
+        raise SidecarError(f"{p}: sidecar arrays must end in .npy (e.g. {NPY_SUFFIX})")
+    return p.with_name(p.name[: -len(".npy")] + ".json")
+
+
+def sidecar_path_for(ecdc_path: Path | str, audio_root: Path | str, cond_root: Path | str | None = None,
+                     suffix: str = NPY_SUFFIX) -> Path:
+    """Where the sidecar of ``ecdc_path`` lives: beside it, or mirrored under ``cond_root``."""
+    if not suffix.endswith(".npy"):
+        raise SidecarError(f"sidecar suffix must end in .npy, got {suffix!r}")
+    ecdc_path = Path(ecdc_path)
+    rel = ecdc_path.relative_to(audio_root)
+    base = Path(cond_root) / rel if cond_root is not None else ecdc_path
+    return base.with_name(base.name[: -len(base.suffix)] + suffix if base.suffix else base.name + suffix)
+
+
+# -- stats and validation ------------------------------------------------------------------------------
+def column_stats(col: np.ndarray) -> dict[str, float]:
+    """min/max/mean/std of one float column (float64 maths; empty → zeros)."""
+    if col.size == 0:
+        return {"min": 0.0, "max": 0.0, "mean": 0.0, "std": 0.0}
+    c = col.astype(np.float64, copy=False)
+    return {"min": float(c.min()), "max": float(c.max()), "mean": float(c.mean()), "std": float(c.std())}
+
+
+def check_values(name: str, values: Any, frames: int, *, where: str, producer: str | None = None) -> np.ndarray:
+    """A producer's column as float32 ``[T]``, or a :class:`SidecarError` naming what is wrong."""
+    who = f"producer {producer!r}" if producer else "values"
+    try:
+        arr = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise SidecarError(f"{where}: {who} gave non-numeric values for {name!r} ({exc})") from exc
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim == 0:
+        arr = np.full(frames, float(arr), dtype=np.float32)
+    if arr.ndim != 1 or arr.shape[0] != frames:
+        raise SidecarError(f"{where}: {who} returned shape {tuple(arr.shape)} for {name!r}, "
+                           f"expected [{frames}] (one value per token frame)")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise SidecarError(f"{where}: {who} returned {int(bad.sum())} NaN/Inf value(s) for {name!r} "
+                           f"(first at frame {int(np.argmax(bad))}); fix the producer or its input")
+    return arr
+
+
+def combine_stats(parts: list[tuple[FeatureInfo, int]]) -> FeatureInfo:
+    """Dataset-wide stats of one feature from per-file stats weighted by frame counts.
+
+    A producer-given range is kept if every file agrees on it; otherwise min/max are the extremes.
+    """
+    parts = [(f, n) for f, n in parts if n > 0 and f.mean is not None]
+    if not parts:
+        return FeatureInfo()
+    total = sum(n for _, n in parts)
+    mean = sum(f.mean * n for f, n in parts) / total
+    var = sum(n * ((f.std or 0.0) ** 2 + (f.mean - mean) ** 2) for f, n in parts) / total
+    first = parts[0][0]
+    ranges = {(f.min, f.max) for f, _ in parts if f.range_from == "producer"}
+    if len(ranges) == 1 and all(f.range_from == "producer" for f, _ in parts):
+        lo, hi = next(iter(ranges))
+        range_from = "producer"
+    else:
+        lo = min(f.min for f, _ in parts if f.min is not None)
+        hi = max(f.max for f, _ in parts if f.max is not None)
+        range_from = "data"
+    return FeatureInfo(units=first.units, doc_string=first.doc_string, min=lo, max=hi, mean=mean,
+                       std=math.sqrt(max(var, 0.0)), producer=first.producer, range_from=range_from)
+
+
+# -- building ------------------------------------------------------------------------------------------
+def empty_sidecar(frames: int, fps: float, source: str, dtype: str = "float16") -> Sidecar:
+    """The ``[T, 0]`` skeleton s3 writes for each token file."""
+    check_dtype(dtype)
+    return Sidecar(np.zeros((int(frames), 0), np.float32), float(fps), source, {}, dtype)
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise SidecarError(f"sidecar dtype must be one of {DTYPES}, got {dtype!r}")
+    return dtype
+
+
+def merge_features(
+    sc: Sidecar,
+    new: Mapping[str, tuple[np.ndarray, FeatureInfo]],
+    *,
+    mode: str = "append",
+    where: str = "",
+) -> Sidecar:
+    """A new :class:`Sidecar` with ``new`` columns added (``append``) or replaced (``overwrite``).
+
+    ``append`` refuses a name that already exists. ``overwrite`` replaces that column in place
+    (same position) and keeps the old units/doc/range where the new info gives none.
+    """
+    if mode not in MODES:
+        raise SidecarError(f"mode must be one of {MODES}, got {mode!r}")
+    where = where or sc.source
+    names = sc.names
+    dup = [n for n in new if n in sc.features]
+    if dup and mode == "append":
+        raise SidecarError(f"{where}: feature(s) {', '.join(dup)} already present; "
+                           "use --mode overwrite to replace them")
+    cols = [sc.values[:, i] for i in range(sc.values.shape[1])]
+    features = dict(sc.features)
+    for name, (values, info) in new.items():
+        col = check_values(name, values, sc.frames, where=where, producer=info.producer)
+        if name in features:
+            old = features[name]
+            keep = {k: getattr(old, k) for k in ("units", "doc_string") if getattr(info, k) is None}
+            if info.range_from != "producer" and old.range_from == "producer":
+                keep.update(min=old.min, max=old.max, range_from="producer")
+            info = replace(info, **keep)
+            cols[names.index(name)] = col
+        else:
+            cols.append(col)
+            names.append(name)
+        features[name] = info
+    values = np.stack(cols, axis=1) if cols else np.zeros((sc.frames, 0), np.float32)
+    return replace(sc, values=values.astype(np.float32, copy=False), features=features)
+
+
+def _with_stats(sc: Sidecar) -> dict[str, FeatureInfo]:
+    out = {}
+    for i, (name, info) in enumerate(sc.features.items()):
+        st = column_stats(sc.values[:, i])
+        if info.range_from == "producer" and info.min is not None and info.max is not None:
+            st["min"], st["max"] = info.min, info.max
+        out[name] = replace(info, **st)
+    return out
+
+
+# -- I/O -----------------------------------------------------------------------------------------------
+def write_sidecar(npy_path: Path | str, sc: Sidecar, *, dtype: str | None = None) -> Sidecar:
+    """Write the pair atomically (array first, JSON last); returns the sidecar with fresh stats.
+
+    Stats come from the float32 values; the cast to float16 is refused if a value would overflow.
+    """
+    npy_path = Path(npy_path)
+    dtype = check_dtype(dtype or sc.dtype)
+    values = np.ascontiguousarray(sc.values, dtype=np.float32)
+    if values.ndim != 2 or values.shape[1] != len(sc.features):
+        raise SidecarError(f"{npy_path}: values of shape {values.shape} but {len(sc.features)} features")
+    if not np.all(np.isfinite(values)):
+        raise SidecarError(f"{npy_path}: refusing to write NaN/Inf values")
+    if dtype == "float16" and values.size and float(np.abs(values).max()) > _FLOAT16_MAX:
+        raise SidecarError(f"{npy_path}: values exceed float16's range (±{_FLOAT16_MAX:g}); "
+                           "use --dtype float32")
+    sc = replace(sc, values=values, dtype=dtype, features=_with_stats(replace(sc, values=values)))
+    with atomic_path(npy_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, values.astype(dtype))
+    atomic_write_text(json_path_for(npy_path), json.dumps(sc.meta_json(), indent=1) + "\n")
+    return sc
+
+
+def read_sidecar_meta(npy_path: Path | str) -> dict[str, Any]:
+    """The JSON of a sidecar, upgraded to schema v2 in memory (no array read)."""
+    jpath = json_path_for(npy_path)
+    try:
+        raw = json.loads(jpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SidecarError(f"{jpath}: sidecar metadata missing; run wf-sidecar-init (s3) "
+                           "for this token folder") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SidecarError(f"{jpath}: unreadable sidecar metadata ({exc}); delete the pair and "
+                           "re-run wf-sidecar-init / wf-sidecar-add") from exc
+    if not isinstance(raw, dict):
+        raise SidecarError(f"{jpath}: sidecar metadata must be a JSON object")
+    return upgrade_meta(raw, str(jpath))
+
+
+def upgrade_meta(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Schema v1 (``names`` + ``norm``) → v2 (``features``); v2 is returned normalised."""
+    version = raw.get("schema_version", 1 if "names" in raw else None)
+    if version == SCHEMA_VERSION:
+        feats = raw.get("features", {})
+        if not isinstance(feats, dict):
+            raise SidecarError(f"{where}: 'features' must be an object")
+        out = dict(raw)
+        out["features"] = {str(n): FeatureInfo.from_json(f, where) for n, f in feats.items()}
+        return out
+    if version != 1:
+        raise SidecarError(f"{where}: unknown sidecar schema_version {version!r} (this version reads 1 and 2)")
+    names = raw.get("names", [])
+    norm = raw.get("norm") or {}
+    feats: dict[str, FeatureInfo] = {}
+    for i, name in enumerate(names):
+        entry: dict[str, Any] = {}
+        if isinstance(norm, dict) and isinstance(norm.get(name), dict):
+            entry = dict(norm[name])
+        elif isinstance(norm, dict) and isinstance(norm.get("min"), list):
+            entry = {"min": norm["min"][i], "max": norm.get("max", [None] * len(names))[i]}
+        elif isinstance(norm, list) and i < len(norm) and isinstance(norm[i], (list, tuple)):
+            entry = {"min": norm[i][0], "max": norm[i][1]}
+        feats[str(name)] = FeatureInfo.from_json({k: v for k, v in entry.items() if v is not None}, where)
+    extra = {k: v for k, v in raw.items() if k not in ("names", "norm", "schema_version")}
+    return {**extra, "schema_version": SCHEMA_VERSION, "features": feats, "upgraded_from": 1}
+
+
+def read_sidecar(npy_path: Path | str, *, mmap: bool = False) -> Sidecar:
+    """Read and check a sidecar pair; values come back as float32 ``[T, D]``."""
+    npy_path = Path(npy_path)
+    meta = read_sidecar_meta(npy_path)
+    try:
+        arr = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise SidecarError(f"{npy_path}: sidecar array missing (metadata exists); re-run "
+                           "wf-sidecar-init --overwrite for this file") from None
+    except (OSError, ValueError) as exc:
+        raise SidecarError(f"{npy_path}: unreadable sidecar array ({exc}); delete the pair and "
+                           "re-run wf-sidecar-init / wf-sidecar-add") from exc
+    feats: dict[str, FeatureInfo] = meta["features"]
+    if arr.ndim != 2:
+        raise SidecarError(f"{npy_path}: array has shape {arr.shape}, expected [T, D]")
+    if arr.shape[1] != len(feats):
+        raise SidecarError(f"{npy_path}: array has {arr.shape[1]} columns but the metadata names "
+                           f"{len(feats)} features ({', '.join(feats) or 'none'})")
+    frames = meta.get("frames", arr.shape[0])
+    if int(frames) != arr.shape[0]:
+        raise SidecarError(f"{npy_path}: array has {arr.shape[0]} rows but metadata says {frames} frames")
+    dtype = str(arr.dtype)
+    extra = {k: v for k, v in meta.items()
+             if k not in ("schema_version", "fps", "frames", "source", "dtype", "features")}
+    try:
+        fps = float(meta.get("fps", 0.0))
+    except (TypeError, ValueError):
+        raise SidecarError(f"{npy_path}: fps must be a number, got {meta.get('fps')!r}") from None
+    values = arr if (mmap and dtype == "float32") else arr.astype(np.float32)
+    return Sidecar(values, fps, str(meta.get("source", "")), feats,
+                   dtype if dtype in DTYPES else "float32", extra)
+
+
+def in_stored_precision(value: float, dtype: str) -> float:
+    """``value`` rounded to the sidecar's storage type: range checks compare like with like."""
+    return float(np.asarray(value, dtype=np.float32).astype(dtype))
