@@ -38,3 +38,31 @@ def messy_tree(tmp_path: Path) -> Path:
     (root / "bad" / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
     (root / "notes.txt").write_text("not audio")
     return root
+
+
+@pytest.fixture(scope="session")
+def token_tree(tmp_path_factory) -> dict[str, Path]:
+    """A small real pipeline output, made once per test session (read-only for tests!):
+    ``raw`` (demo set: tones/drums with parameters in their names, mixed rates), ``norm`` (s1),
+    ``tokens`` (s2, random-weight EnCodec 24 kHz, 8 codebooks). Copy it before modifying."""
+    from workflow import s1_audio_normalize, s2_wav2encodec24
+    from workflow.demo import make_demo_set
+
+    root = tmp_path_factory.mktemp("token_tree")
+    make_demo_set(root / "raw", seconds=1.0, n_tones=4, n_drums=3)
+    assert s1_audio_normalize.main([str(root / "raw"), str(root / "norm"), "--no-progress", "--workers", "1"]) == 0
+    assert s2_wav2encodec24.main([str(root / "norm"), str(root / "tokens"), "--weights", "random",
+                                  "--device", "cpu", "--no-progress"]) == 0
+    return {"root": root, "raw": root / "raw", "norm": root / "norm", "tokens": root / "tokens"}
+
+
+@pytest.fixture
+def token_copy(token_tree, tmp_path: Path) -> dict[str, Path]:
+    """A private, writable copy of :func:`token_tree` (tokens + norm)."""
+    import shutil
+
+    out = {"root": tmp_path}
+    for key in ("raw", "norm", "tokens"):
+        out[key] = tmp_path / key
+        shutil.copytree(token_tree[key], out[key], ignore=shutil.ignore_patterns(".reports"))
+    return out
