@@ -77,8 +77,11 @@ def effective_shard(shard_index: int, shard_count: int, dist: DistInfo) -> tuple
 
 
 # -- outputs ---------------------------------------------------------------------------------------
-def output_problem(path: Path, codec_name: str | None = None, num_codebooks: int | None = None) -> str | None:
-    """Why ``path`` is not a finished output (``None`` when it is): missing, corrupt, other codec."""
+def output_problem(path: Path, codec_name: str | None = None, num_codebooks: int | None = None,
+                   weights: str | None = None) -> str | None:
+    """Why ``path`` is not a finished output (``None`` when it is): missing, corrupt, or made with
+    another codec, codebook count or weights (a smoke run with random weights must not make the
+    real run skip everything)."""
     if not path.exists():
         return "missing"
     try:
@@ -93,6 +96,8 @@ def output_problem(path: Path, codec_name: str | None = None, num_codebooks: int
         return f"made with codec {header.model}"
     if num_codebooks is not None and header.num_codebooks != num_codebooks:
         return f"has {header.num_codebooks} codebooks, {num_codebooks} requested"
+    if weights is not None and header.meta.get("weights") != weights:
+        return f"made with weights {header.meta.get('weights')!r}, not {weights!r}"
     return None
 
 
@@ -354,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     report = runner.pipeline(
         items, AudioLoader(spec.sample_rate, spec.channels),
         EncodeSink(codec, batch_seconds),
-        is_done=lambda it: output_problem(it.dst, spec.name, codec.num_codebooks) is None,
+        is_done=lambda it: output_problem(it.dst, spec.name, codec.num_codebooks, codec.weights_id) is None,
         order=by_duration,
     )
     print_report(report, options)

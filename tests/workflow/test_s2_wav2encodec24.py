@@ -150,3 +150,14 @@ def test_weights_from_save_pretrained_folder(norm_tree: Path, tmp_path: Path, co
     assert rc == 0
     h = ecdc.read_ecdc_header(out / "a/x.ecdc")
     assert h.meta["weights"].startswith("sha256:")
+
+
+def test_outputs_from_other_weights_are_redone(norm_tree: Path, tmp_path: Path, codec) -> None:
+    out = tmp_path / "tok"
+    assert _run(str(norm_tree), str(out)) == 0  # a smoke run with random weights…
+    folder = tmp_path / "enc24"
+    codec.model.save_pretrained(folder)
+    rc = run_cli(main, [str(norm_tree), str(out), "--weights", str(folder), "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    assert _last_report(out)["counts"]["ok"] == 4  # …does not make the real run skip everything
+    assert all(ecdc.read_ecdc_header(p).meta["weights"].startswith("sha256:") for p in out.rglob("*.ecdc"))
