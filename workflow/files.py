@@ -23,6 +23,17 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", "
 TMP_MARKER = ".tmp-"
 
 
+def _read_umask() -> int:
+    """The process umask, read once at import (os.umask can only be read by setting it, which is
+    not thread-safe while other threads create files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def normalize_extensions(extensions: Iterable[str] | str) -> tuple[str, ...]:
     """Lower-case extensions with a leading dot: ``"WAV,flac"`` → ``(".wav", ".flac")``."""
     if isinstance(extensions, str):
@@ -136,8 +147,13 @@ def temp_sibling(path: Path) -> Path:
     """A unique temporary name next to ``path`` that keeps its extension (format inference)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{TMP_MARKER}", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        # mkstemp makes 0600 files; outputs should get the usual permissions (0666 & ~umask).
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
     return Path(tmp)
+
 
 
 @contextlib.contextmanager

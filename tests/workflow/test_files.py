@@ -84,6 +84,10 @@ def test_atomic_path_success_and_failure(tmp_path: Path) -> None:
         assert tmp.suffix == ".wav" and tmp.parent == target.parent
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new"
+    with files.atomic_path(tmp_path / "perm.txt") as tmp:
+        tmp.write_text("x")
+    # The usual permissions (0666 & ~umask), not mkstemp's 0600.
+    assert (tmp_path / "perm.txt").stat().st_mode & 0o777 == 0o666 & ~files._UMASK
     with pytest.raises(RuntimeError):
         with files.atomic_path(target) as tmp:
             tmp.write_bytes(b"half")
