@@ -1,0 +1,111 @@
+"""s5 (wf-build-dataset) through its CLI on a real token tree: exit codes, output, s3/s4 → s5."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from workflow import ecdc, hfdata, sidecar
+from workflow.files import discover, relative_key
+from workflow.runner import run_cli
+from workflow.s5_build_dataset_from_folder import main as s5
+
+REPO = Path(__file__).resolve().parents[2]
+Q = ["--no-progress", "--workers", "2"]
+
+
+def test_runs_as_script_module_and_console_script(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": ""}
+    for cmd in ([sys.executable, str(REPO / "workflow" / "s5_build_dataset_from_folder.py"), "--help"],
+                [sys.executable, "-m", "workflow.s5_build_dataset_from_folder", "--help"],
+                [str(Path(sys.executable).parent / "wf-build-dataset"), "--help"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert res.returncode == 0, res.stderr
+        for flag in ("--split-ratios", "--materialize", "--embed", "--cond-root", "--wav-root",
+                     "--verify", "--max-files", "--tokens-subdir", "--skip-errors"):
+            assert flag in res.stdout
+
+
+def test_s3_s4_then_s5_end_to_end(token_copy, capsys) -> None:
+    """Real sidecars from s3 + s4 (kept in a separate --cond-root), then one s5 call with
+    split ratios, embedding, wavs and verification."""
+    from workflow.s3_sidecar_init import main as s3
+    from workflow.s4_sidecar_add import main as s4
+
+    tokens, cond = token_copy["tokens"], token_copy["root"] / "cond"
+    assert s3(["--audio-root", str(tokens), "--cond-root", str(cond), "--no-progress"]) == 0
+    assert s4(["--audio-root", str(tokens), "--cond-root", str(cond),
+               "--producer", "from_filename", "--filename-keys", "pitch",
+               "--producer", "lin", "--lin", "ramp=0:1", "--no-progress"]) == 0
+    out = token_copy["root"] / "dataset"
+    rc = s5([str(tokens), str(out), "--cond-root", str(cond), "--wav-root", str(token_copy["norm"]),
+             "--split-ratios", "train=0.6,valid=0.2,test=0.2", "--seed", "1", "--embed", "--verify", *Q])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "RANDOM codec weights" in text and "load with: datasets.load_from_disk" in text
+
+    dd = datasets.load_from_disk(str(out))
+    assert set(dd) == {"train", "valid", "test"} and sum(d.num_rows for d in dd.values()) == 7
+    meta = hfdata.read_dataset_meta(out)
+    assert meta["feature_order"] == ["pitch", "ramp"]
+    assert meta["features"]["pitch"]["producer"] == "from_filename"
+    assert meta["features"]["ramp"]["producer"] == "lin"
+    card = (out / "README.md").read_text()
+    assert "| `ramp` |" in card and "| `pitch` |" in card
+    for split, ds in dd.items():
+        arrow = ds.with_format("arrow")
+        for i, r in enumerate(ds.select_columns(["id", "cond", "wav"]).to_list()):
+            got = hfdata.arrow_row_to_numpy(arrow[i])
+            assert np.array_equal(got["codes"], ecdc.read_ecdc(tokens / f"{r['id']}.ecdc").codes)
+            want = sidecar.read_sidecar(cond / f"{r['id']}.cond.npy").values
+            assert np.array_equal(got["cond_values"], want)
+            assert hfdata.resolve_path(out, r["wav"]).is_file()
+            assert (out / r["cond"]).is_symlink()
+
+
+def test_problem_files_exit_1_unless_skip_errors(token_copy, capsys) -> None:
+    tokens = token_copy["tokens"]
+    bad = discover(tokens, [".ecdc"])[2]
+    bad.write_bytes(bad.read_bytes()[:40])
+    out = token_copy["root"] / "ds"
+    assert s5([str(tokens), str(out), *Q]) == 1
+    text = capsys.readouterr().out
+    assert "1 file(s) left out" in text and relative_key(bad, tokens) in text
+    assert datasets.load_from_disk(str(out))["train"].num_rows == 6  # written, the bad one listed
+    assert s5([str(tokens), str(out), "--skip-errors", *Q]) == 0
+    skipped = hfdata.read_dataset_meta(out)["splits"]["train"]["skipped"]
+    assert [s["key"] for s in skipped] == [relative_key(bad, tokens)]
+    report = json.loads(next((out / ".reports").glob("*.json")).read_text())
+    assert report["counts"]["failed"] == 1
+
+
+def test_verify_failure_exits_1_and_keeps_the_old_dataset(token_copy, capsys) -> None:
+    tokens = token_copy["tokens"]
+    out = token_copy["root"] / "ds"
+    assert s5([str(tokens), str(out), "--materialize", "none", *Q]) == 0
+    gone = discover(tokens, [".ecdc"])[0]
+    gone.unlink()
+    rc = run_cli(s5, [str(tokens), str(out), "--split", "valid", "--verify", *Q])
+    err = capsys.readouterr().err
+    assert rc == 1 and "verification found 1 problem" in err and relative_key(gone, tokens)[:-5] in err
+    assert list(datasets.load_from_disk(str(out))) == ["train"]
+
+
+def test_max_files_and_usage_errors(token_copy, capsys) -> None:
+    tokens = token_copy["tokens"]
+    out = token_copy["root"] / "ds"
+    assert s5([str(tokens), str(out), "--max-files", "2", "--split", "valid", *Q]) == 0
+    assert datasets.load_from_disk(str(out))["valid"].num_rows == 2
+    for argv in ([str(tokens), str(out), "--split", "a", "--split-ratios", "a=1"],
+                 [str(tokens), str(out), "--split-ratios", "train"],
+                 [str(token_copy["root"] / "missing"), str(out)],
+                 [str(tokens), str(tokens / "inside")],
+                 [str(tokens), str(out), "--max-files", "0"]):
+        assert run_cli(s5, argv + Q) == 2, argv
+    assert "error:" in capsys.readouterr().err

@@ -1,0 +1,149 @@
+"""s5 — build a Hugging Face DatasetDict from a folder of `.ecdc` token files (and sidecars).
+
+One row per token file: ``id``, ``audio`` (path of the `.ecdc` relative to OUT_DIR), ``cond``
+(its `.cond.npy` sidecar or null), ``num_frames``, ``num_codebooks``, ``fps``, ``sample_rate``,
+``duration``, ``codec``; ``wav`` with --wav-root; ``codes`` (int16 [K][T]) and ``cond_values``
+(float32 [T][D]) with --embed. Saved with ``save_to_disk``: ``datasets.load_from_disk(OUT_DIR)``
+reads it. Feature names, units and ranges are in OUT_DIR/enc_hf_workflow.json, in each split's
+``info.description`` and in the generated dataset card OUT_DIR/README.md.
+
+Building one split keeps the other splits already in OUT_DIR (--fresh drops them). The build is
+staged next to OUT_DIR and swapped in at the end, so an interrupted run leaves the old dataset
+intact. Files with problems (unreadable tokens, sidecar frame mismatch, another codec) are listed
+and left out; the exit code is 1 unless --skip-errors.
+
+Examples::
+
+    wf-build-dataset tokens/ dataset/                               # split "train", links
+    wf-build-dataset tokens/ dataset/ --split-ratios train=0.9,valid=0.05,test=0.05 --seed 0
+    wf-build-dataset tokens_valid/ dataset/ --split valid --tokens-subdir tokens_valid
+    wf-build-dataset tokens/ dataset/ --embed --wav-root norm/ --cond-root cond/ --verify
+    wf-build-dataset tokens/ /tmp/trial --max-files 50 --materialize copy
+"""
+
+from __future__ import annotations
+
+if __package__ in (None, ""):  # run as a file: import the package, and don't let workflow/ shadow stdlib
+    import sys
+    from pathlib import Path as _P
+
+    sys.path[0] = str(_P(__file__).resolve().parents[1])
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from workflow import hfdata
+from workflow.errors import UsageError
+from workflow.runner import run_cli, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wf-build-dataset", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("tokens_dir", type=Path, metavar="TOKENS_DIR", help="folder of token files (s2 output)")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
+                   help="dataset folder to create or extend (must not be inside TOKENS_DIR)")
+    g = p.add_argument_group("splits")
+    g.add_argument("--split", default=None,
+                   help="name of the split to build from all files (default: train); other splits "
+                        "already in OUT_DIR are kept")
+    g.add_argument("--split-ratios", default=None, metavar="NAME=R,...",
+                   help=f"divide the files into several splits by a stable hash of their id, e.g. "
+                        f"{hfdata.DEFAULT_RATIOS}; the same id always lands in the same split for "
+                        "the same --seed and ratios, also when files are added")
+    g.add_argument("--seed", type=int, default=0, help="seed of the split hash (default: 0)")
+    g.add_argument("--fresh", action="store_true",
+                   help="drop the splits already in OUT_DIR instead of keeping them")
+    g = p.add_argument_group("inputs")
+    g.add_argument("--suffix", default=".ecdc", help="token file suffix (default: .ecdc)")
+    g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
+                   help="search TOKENS_DIR recursively (default: on)")
+    g.add_argument("--cond-root", type=Path, default=None,
+                   help="folder mirroring TOKENS_DIR that holds the .cond.npy/.cond.json sidecars "
+                        "(default: beside the token files)")
+    g.add_argument("--cond-suffix", default=".cond.npy", help="sidecar suffix (default: .cond.npy)")
+    g.add_argument("--wav-root", type=Path, default=None,
+                   help="folder of the normalised wavs (same relative path, .wav): adds a 'wav' column")
+    g.add_argument("--max-files", type=int, default=None,
+                   help="use only the first N token files (sorted by path), for quick trials")
+    g = p.add_argument_group("output")
+    g.add_argument("--materialize", choices=hfdata.MATERIALIZE_MODES, default="link",
+                   help="link: relative symlinks OUT_DIR/<tokens-subdir>/<rel> to the sources (and "
+                        "their sidecar pair); copy: copies (self-contained folder); none: paths "
+                        "point at the sources (may start with ../). Default: link")
+    g.add_argument("--tokens-subdir", default="tokens",
+                   help="folder inside OUT_DIR for materialised token files (default: tokens)")
+    g.add_argument("--wav-subdir", default="wav",
+                   help="folder inside OUT_DIR for materialised wavs (default: wav)")
+    g.add_argument("--embed", action="store_true",
+                   help="also store codes (int16 [K][T]) and sidecar values (float32 [T][D]) in the "
+                        "Arrow files, so training reads no small files")
+    g.add_argument("--verify", action="store_true",
+                   help="before committing, check every referenced file exists, header frames equal "
+                        "row frames and sidecars have one row per frame (all splits); on problems "
+                        "nothing is written and the exit code is 1")
+    g = p.add_argument_group("run control")
+    g.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
+                   help="threads that read headers and files (default: up to 8)")
+    g.add_argument("--skip-errors", action="store_true",
+                   help="exit 0 even if some files were left out (they are still listed)")
+    g.add_argument("--report", type=Path, default=None,
+                   help="also write the JSON run report here (one is always kept in OUT_DIR/.reports)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> hfdata.BuildConfig:
+    if args.split is not None and args.split_ratios is not None:
+        raise UsageError("give either --split or --split-ratios, not both")
+    return hfdata.BuildConfig(
+        tokens_dir=args.tokens_dir, out_dir=args.out_dir, split=args.split or "train",
+        split_ratios=args.split_ratios, seed=args.seed, suffix=args.suffix,
+        recursive=args.recursive, tokens_subdir=args.tokens_subdir, materialize=args.materialize,
+        cond_root=args.cond_root, cond_suffix=args.cond_suffix, wav_root=args.wav_root,
+        wav_subdir=args.wav_subdir, embed=args.embed, max_files=args.max_files, verify=args.verify,
+        fresh=args.fresh, workers=args.workers, progress=not args.no_progress, report=args.report)
+
+
+def print_summary(result: hfdata.BuildResult) -> None:
+    meta = result.meta
+    print(f"dataset {result.out_dir}: {meta['codec']}, {meta['num_codebooks']} codebooks, "
+          f"{meta['fps']:g} fps, weights {meta['weights']}")
+    for name, sm in meta["splits"].items():
+        how = "built" if name in result.built else "kept"
+        print(f"  {name:>8}: {sm['rows']} rows, {sm['hours']:.3f} h ({how})")
+    if meta["feature_order"]:
+        print(f"  features: {', '.join(meta['feature_order'])}")
+    for w in result.warnings:
+        print(f"  warning: {w}")
+    if result.problems:
+        print(f"{len(result.problems)} file(s) left out:")
+        for key, err in result.problems[:20]:
+            print(f"  {key}: {err}")
+        if len(result.problems) > 20:
+            print(f"  … and {len(result.problems) - 20} more (see {result.report_path})")
+    if meta["weights"] == "random":
+        print("WARNING: tokens were made with RANDOM codec weights; only good for smoke tests")
+    print(f"load with: datasets.load_from_disk({str(result.out_dir)!r})")
+    if result.report_path is not None:
+        print(f"report: {result.report_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    result = hfdata.build(config_from_args(args))
+    print_summary(result)
+    return 1 if result.problems and not args.skip_errors else 0
+
+
+def cli() -> None:
+    sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    cli()
