@@ -1,0 +1,1 @@
+"""Example param producers (see paramproducers/README_paramproducers.md)."""
