@@ -25,6 +25,11 @@ def test_console_scripts_are_registered() -> None:
     eps = {ep.name: ep.value for ep in md.entry_points(group="console_scripts")}
     assert eps["wf-audio-normalize"] == "workflow.s1_audio_normalize:cli"
     assert eps["wf-wav2encodec24"] == "workflow.s2_wav2encodec24:cli"
+    for name, module in [("wf-sidecar-init", "s3_sidecar_init"), ("wf-sidecar-add", "s4_sidecar_add"),
+                         ("wf-build-dataset", "s5_build_dataset_from_folder"),
+                         ("wf-sidecar-audit", "sidecar_audit"), ("wf-inspect", "inspect_dataset")]:
+        assert eps[name] == f"workflow.{module}:cli"
+        assert importlib.util.find_spec(f"workflow.{module}") is not None
 
 
 def test_stage_imports_stay_light() -> None:

@@ -2,7 +2,9 @@
 
 ``python -m workflow.demo`` (what ``make demo`` runs) writes ``demo_data/raw`` — a nested tree of
 tones and drum hits at mixed rates and channel counts, with their parameters in the file names
-(``tone_pitch_64.00_amp_0.75.wav``) — then runs s1 (normalise) and s2 (encode) into ``demo_out``.
+(``tone_pitch_64.00_amp_0.75.wav``) — then runs every stage into ``demo_out``: s1 (normalise),
+s2 (encode), s3 (empty sidecars), s4 (pitch from the names, a ramp, audio features), s5 (the
+Hugging Face dataset, embedded, train/valid) and the audit, and shows how to load the result.
 Tests and benchmarks use :func:`make_demo_set` too, so everyone exercises the same kind of data.
 """
 
@@ -118,19 +120,49 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + "!" * 78 + "\n! facebook/encodec_24khz is not cached and cannot be downloaded here:"
                   "\n! the demo uses RANDOM codec weights. Tokens are real .ecdc files but carry no"
                   "\n! meaning; every output records \"weights\": \"random\".\n" + "!" * 78)
-    norm, tokens = args.out / "norm", args.out / "tokens"
+    norm, tokens, dataset = args.out / "norm", args.out / "tokens", args.out / "dataset"
+    from workflow import (
+        s3_sidecar_init, s4_sidecar_add, s5_build_dataset_from_folder, sidecar_audit,
+    )
+    quiet = ["--no-progress"]
     _run("wf-audio-normalize", s1_audio_normalize.main,
-         [str(raw), str(norm), "--target-rms", "0.1", "--sample-rate", "24000", "--no-progress"])
+         [str(raw), str(norm), "--target-rms", "0.1", "--sample-rate", "24000", *quiet])
     _run("wf-wav2encodec24", s2_wav2encodec24.main,
          [str(norm), str(tokens), "--bandwidth", "6.0", "--weights", weights, "--device", "cpu",
-          "--verify", "--verify-samples", "3", "--no-progress"])
-    ecdc = sorted(tokens.rglob("*.ecdc"))
-    print(f"\ndemo done: {len(ecdc)} token files under {tokens}")
-    from workflow.ecdc import read_ecdc_header
-    if ecdc:
-        h = read_ecdc_header(ecdc[0])
-        print(f"e.g. {ecdc[0]}: {h.num_codebooks} codebooks × {h.num_frames} frames "
-              f"({h.audio_length} samples at {h.sample_rate} Hz), weights={h.meta.get('weights')}")
+          "--verify", "--verify-samples", "3", *quiet])
+    _run("wf-sidecar-init", s3_sidecar_init.main, ["--audio-root", str(tokens), *quiet])
+    # Tones are named tone_pitch_…_amp_…, drums kick_vel_…_pitch_…: `pitch` is the key all share.
+    _run("wf-sidecar-add", s4_sidecar_add.main,
+         ["--audio-root", str(tokens), "--skip-existing",
+          "--producer", "from_filename", "--filename-keys", "pitch",
+          "--producer", "lin", "--lin", "progress=0:1",
+          "--producer", "from_audio", "--wav-root", str(norm),
+          "--features", "rms_db", "spectral_centroid", "onset_strength", *quiet])
+    _run("wf-build-dataset", s5_build_dataset_from_folder.main,
+         [str(tokens), str(dataset), "--wav-root", str(norm), "--embed", "--verify", "--fresh",
+          "--split-ratios", "train=0.75,valid=0.25", "--seed", "0"])
+    _run("wf-sidecar-audit", sidecar_audit.main,
+         [str(tokens), "--expect-fps", "75", "--verify-ranges", "--plot", str(args.out / "features.png"),
+          "--require", "pitch,progress,rms_db", *quiet])
+    print(f"""
+demo done. The dataset is in {dataset} (card: {dataset / 'README.md'}); feature histograms in
+{args.out / 'features.png'}. Load it with:
+
+    import datasets
+    dd = datasets.load_from_disk("{dataset}")
+    print(dd)
+
+    from torch.utils.data import DataLoader
+    from workflow.torchdata import TokenCondDataset, collate
+    ds = TokenCondDataset("{dataset}", "train", window_frames=150)
+    batch = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate)))
+    batch["codes"].shape, batch["cond"].shape   # [B, K, T], [B, T, D] (cond scaled to [0, 1])
+""")
+    from workflow.torchdata import TokenCondDataset, collate
+    ds = TokenCondDataset(dataset, "train", window_frames=150)
+    batch = collate([ds[i] for i in range(min(4, len(ds)))])
+    print(f"(checked: a batch of {len(batch['codes'])} has codes {tuple(batch['codes'].shape)}, "
+          f"cond {tuple(batch['cond'].shape)}, features {ds.feature_names})")
     return 0
 
 

@@ -15,6 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("module, script, flags", [
     ("s1_audio_normalize", "wf-audio-normalize", ("--target-rms", "--segment-seconds", "--shard-count")),
     ("s2_wav2encodec24", "wf-wav2encodec24", ("--bandwidth", "--list-missing", "--batch-seconds")),
+    ("s3_sidecar_init", "wf-sidecar-init", ("--audio-root", "--cond-root", "--manifest-csv")),
+    ("s4_sidecar_add", "wf-sidecar-add", ("--producer", "--mode", "--list-producers")),
+    ("s5_build_dataset_from_folder", "wf-build-dataset", ("--materialize", "--embed", "--split-ratios")),
+    ("sidecar_audit", "wf-sidecar-audit", ("--verify-ranges", "--fail-on", "--plot")),
+    ("inspect_dataset", "wf-inspect", ("--hf-ds", "--show", "--verify")),
 ])
 def test_runs_as_script_module_and_console_script(tmp_path: Path, module: str, script: str, flags) -> None:
     """Each stage runs as a file, as ``-m`` and as its console script (workflow/codecs.py must

@@ -1,0 +1,498 @@
+"""``TokenCondDataset``: frame-aligned windows of codec tokens and conditioning for training.
+
+Reads a DatasetDict written by s5 (``wf-build-dataset``) and returns, per row, a window of
+``codes`` (long ``[K, T']``) and ``cond`` (float ``[T', D]``) cut from the *same* token frames::
+
+    from torch.utils.data import DataLoader
+    from workflow.torchdata import TokenCondDataset, collate
+
+    ds = TokenCondDataset("dataset/", "train", window_frames=150)
+    dl = DataLoader(ds, batch_size=16, shuffle=True, num_workers=4, collate_fn=collate)
+    for batch in dl:
+        batch["codes"]  # long [B, K, T]   padded with PAD_ID (-100) past each item's length
+        batch["cond"]   # float [B, T, D]  in [0, 1], padded with 0
+        batch["mask"]   # bool [B, T]      True on real frames
+
+Choices, so a training script can rely on them:
+
+* **Where the arrays come from.** Datasets built with ``--embed`` carry ``codes`` (int16) and
+  ``cond_values`` (float32) columns; they are read straight from the memory-mapped Arrow table
+  (offsets + a zero-copy numpy view of the leaf buffer), so a row is never turned into Python
+  lists or int64 — only the window is copied. Without embedded columns the row's ``.ecdc`` file is
+  decoded with :func:`workflow.ecdc.read_ecdc` and its sidecar read with
+  :func:`workflow.sidecar.read_sidecar` (memory-mapped from :data:`MMAP_MIN_BYTES` on; smaller
+  files are faster to read whole). ``source="files"`` forces the files.
+* **Normalisation** (``normalize_cond=True``): each feature is mapped to ``[0, 1]`` with the
+  *dataset-wide* ``min``/``max`` from the dataset meta (a producer's declared range, e.g. MIDI
+  pitch 0..127, is kept there, so 63.5 → 0.5 in every file). A feature whose ``max == min`` gives
+  0. Results are **clipped** to ``[0, 1]`` (``clip=False`` to keep values outside a producer's
+  declared range), so a model always sees the documented interval.
+* **Cropping.** Items longer than ``window_frames`` are cropped to it: at a uniformly random start
+  (``random_crop=True``; torch's RNG, which ``DataLoader`` seeds per worker and
+  ``torch.manual_seed`` makes reproducible) or from frame 0 (``random_crop=False``). Shorter items
+  are returned whole; :func:`collate` pads them.
+* **Padding.** :func:`collate` pads ``codes`` with :data:`PAD_ID` = ``-100`` (the default
+  ``ignore_index`` of ``torch.nn.CrossEntropyLoss``, so padded targets drop out of the loss, and an
+  embedding lookup of a padded position fails loudly instead of silently reading token 0). Use
+  ``functools.partial(collate, pad_id=1024)`` for a dedicated pad token instead. ``cond`` is padded
+  with 0; ``mask`` is True on real frames.
+* **Rows without a sidecar** give ``cond`` of shape ``[T', 0]``; in a batch with other rows they
+  are padded to the batch's ``D`` with zeros and flagged by ``has_cond = False``.
+* **Workers.** The object is picklable and opens the dataset lazily in each process (the open
+  Arrow table is dropped when pickled), so ``DataLoader(num_workers > 0)`` works with both
+  ``fork`` and ``spawn``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import Dataset
+
+from . import hfdata
+from .ecdc import read_ecdc
+from .errors import DatasetError
+from .sidecar import read_sidecar
+
+log = logging.getLogger(__name__)
+
+PAD_ID = -100
+#: Sidecars at least this big are memory-mapped (only the window's pages are touched when they are
+#: float32); smaller ones are read whole, which is about twice as fast as setting up a mapping.
+MMAP_MIN_BYTES = 1 << 20
+SOURCES = ("auto", "embedded", "files")
+CODES_COLUMN = "codes"
+COND_COLUMN = "cond_values"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _worth_mmap(path: Path) -> bool:
+    try:
+        return path.stat().st_size >= MMAP_MIN_BYTES
+    except OSError:
+        return False  # read_sidecar reports the missing file
+
+
+class _Unsupported(Exception):
+    """An embedded column's Arrow layout the zero-copy reader does not handle (falls back)."""
+
+
+# ------------------------------------------------------------------------- embedded columns
+
+
+class _MatrixColumn:
+    """Row ``i`` of a ``list<list<x>>`` Arrow column as a zero-copy numpy ``[rows, width]`` view.
+
+    Works on the memory-mapped table: per chunk, the outer and inner offsets and the leaf values
+    are viewed once as numpy arrays; a row is then two offset look-ups and a reshape. Rows whose
+    inner lists differ in length, nulls inside a row, or other layouts raise :class:`_Unsupported`.
+    """
+
+    def __init__(self, chunked: pa.ChunkedArray):
+        self.chunks = list(chunked.chunks)
+        self.starts = np.cumsum([0] + [len(c) for c in self.chunks])
+        self._views: dict[int, tuple] = {}
+
+    def _view(self, c: int) -> tuple:
+        got = self._views.get(c)
+        if got is not None:
+            return got
+        arr = self.chunks[c]
+        if isinstance(arr, pa.ExtensionArray):  # datasets' Array2D: storage is list<list<x>>
+            arr = arr.storage
+        if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+            raise _Unsupported(f"outer type {arr.type}")
+        outer = arr.offsets.to_numpy()
+        valid = None if arr.null_count == 0 else arr.is_valid().to_numpy(zero_copy_only=False)
+        inner = arr.values
+        if pa.types.is_list(inner.type) or pa.types.is_large_list(inner.type):
+            if inner.null_count:
+                raise _Unsupported("null inner lists")
+            inner_off, fixed, leaf = inner.offsets.to_numpy(), 0, inner.values
+        elif pa.types.is_fixed_size_list(inner.type):
+            if inner.null_count:
+                raise _Unsupported("null inner lists")
+            width = inner.type.list_size
+            inner_off, fixed, leaf = inner.offset, width, inner.values
+        else:
+            raise _Unsupported(f"inner type {inner.type}")
+        if leaf.null_count:
+            raise _Unsupported("null values")
+        try:
+            values = leaf.to_numpy(zero_copy_only=True)
+        except (pa.ArrowInvalid, NotImplementedError) as exc:
+            raise _Unsupported(str(exc)) from exc
+        got = (outer, valid, inner_off, fixed, values)
+        self._views[c] = got
+        return got
+
+    def row(self, i: int) -> np.ndarray | None:
+        c = int(np.searchsorted(self.starts, i, side="right")) - 1
+        local = i - int(self.starts[c])
+        outer, valid, inner_off, fixed, values = self._view(c)
+        if valid is not None and not valid[local]:
+            return None
+        a, b = int(outer[local]), int(outer[local + 1])
+        n = b - a
+        if fixed:
+            base = inner_off
+            return values[(base + a) * fixed:(base + b) * fixed].reshape(n, fixed)
+        lo, hi = int(inner_off[a]), int(inner_off[b])
+        if n == 0:
+            return values[lo:lo].reshape(0, 0)
+        width = (hi - lo) // n
+        if width * n != hi - lo or (n > 1 and np.any(np.diff(inner_off[a:b + 1]) != width)):
+            raise _Unsupported("ragged inner lists")
+        return values[lo:hi].reshape(n, width)
+
+
+# --------------------------------------------------------------------------------- the dataset
+
+
+@dataclass
+class _Open:
+    """What one process holds open: the split and its column readers (never pickled)."""
+
+    ds: Any
+    table: pa.Table
+    indices: pa.ChunkedArray | None
+    matrices: dict[str, _MatrixColumn | None]
+    formatted: dict[str, Any]
+
+
+class TokenCondDataset(Dataset):
+    """Windows of ``codes`` / ``cond`` from one split of an s5 dataset (see the module docstring).
+
+    Each item is a dict: ``id`` (str), ``start`` (first frame of the window in the row), ``length``
+    (frames in the window), ``codes`` (long ``[K, length]``) and ``cond`` (float32
+    ``[length, D]``, D = number of dataset features, 0 for a row without a sidecar).
+    """
+
+    def __init__(
+        self,
+        dataset_dir: PathLike,
+        split: str = "train",
+        window_frames: int | None = None,
+        random_crop: bool = True,
+        normalize_cond: bool = True,
+        *,
+        clip: bool = True,
+        source: str = "auto",
+    ):
+        if window_frames is not None and (isinstance(window_frames, bool) or int(window_frames) < 1):
+            raise ValueError(f"window_frames must be a positive number of frames or None, got {window_frames!r}")
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        self.dataset_dir = Path(dataset_dir)
+        self.split = split
+        self.window_frames = None if window_frames is None else int(window_frames)
+        self.random_crop = bool(random_crop)
+        self.normalize_cond = bool(normalize_cond)
+        self.clip = bool(clip)
+        self.source = source
+
+        self.meta: dict[str, Any] = hfdata.read_dataset_meta(self.dataset_dir)
+        # Ranges are the dataset-wide ones (all splits); the column order is this split's own
+        # (the same as the dataset's unless splits were built from sidecars with other features).
+        features: Mapping[str, Mapping[str, Any]] = self.meta.get("features") or {}
+        split_meta = (self.meta.get("splits") or {}).get(split) or {}
+        order = split_meta.get("feature_order", self.meta.get("feature_order"))
+        self.feature_names: list[str] = list(features if order is None else order)
+        unknown = [n for n in self.feature_names if n not in features]
+        if unknown:
+            raise DatasetError(f"{self.dataset_dir}: split {split!r} lists feature(s) {', '.join(unknown)} "
+                               f"that the dataset meta does not describe; rebuild it with wf-build-dataset")
+        self.features = {n: dict(features.get(n) or {}) for n in self.feature_names}
+        self._lo, self._span, self._dead = self._ranges()
+
+        handle = self._open()  # checks the split now, in the calling process
+        names = set(handle.table.column_names)
+        has_codes, has_cond = CODES_COLUMN in names, COND_COLUMN in names
+        if source == "embedded" and not has_codes:
+            raise DatasetError(f"{self.dataset_dir}: split {split!r} has no embedded '{CODES_COLUMN}' "
+                               "column; rebuild it with wf-build-dataset --embed, or use source='files'")
+        self.embedded_codes = has_codes and source != "files"
+        self.embedded_cond = has_cond and source != "files"
+        self._len = handle.ds.num_rows
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-feature ``lo``, ``span`` (``(v - lo) / span`` maps min..max to 0..1) and the
+        features whose range is empty (max == min, or unknown without normalisation)."""
+        d = len(self.feature_names)
+        lo, span, dead = np.zeros(d, np.float32), np.ones(d, np.float32), np.ones(d, bool)
+        for j, name in enumerate(self.feature_names):
+            f = self.features[name]
+            fmin, fmax = f.get("min"), f.get("max")
+            if fmin is None or fmax is None:
+                if self.normalize_cond:
+                    raise DatasetError(
+                        f"{self.dataset_dir}: feature {name!r} has no min/max in the dataset meta, so it "
+                        "cannot be normalised; rebuild the dataset with wf-build-dataset, or pass "
+                        "normalize_cond=False")
+                continue
+            lo[j] = float(fmin)
+            if float(fmax) > float(fmin):
+                span[j], dead[j] = float(fmax) - float(fmin), False
+        return lo, span, dead
+
+    def _open(self) -> _Open:
+        handle = self.__dict__.get("_handle")
+        if handle is not None:
+            return handle
+        dd = hfdata.load_dataset_dir(self.dataset_dir)
+        if self.split not in dd:
+            raise DatasetError(f"{self.dataset_dir}: no split {self.split!r} (has: {', '.join(dd) or 'none'})")
+        ds = dd[self.split]
+        indices = getattr(ds, "_indices", None)
+        handle = _Open(ds, ds.data.table, None if indices is None else indices.column(0), {}, {})
+        self._handle = handle
+        return handle
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_handle", None)  # each worker maps the Arrow files itself
+        return state
+
+    # -- rows --------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def num_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def feature_ranges(self) -> dict[str, tuple[float | None, float | None]]:
+        """``{name: (min, max)}``: the dataset-wide range each feature is normalised with."""
+        return {n: (f.get("min"), f.get("max")) for n, f in self.features.items()}
+
+    def _physical(self, h: _Open, idx: int) -> int:
+        if not -self._len <= idx < self._len:
+            raise IndexError(f"index {idx} out of range for {self._len} rows")
+        idx = idx % self._len if self._len else idx
+        return idx if h.indices is None else int(h.indices[idx].as_py())
+
+    def row(self, idx: int) -> dict[str, Any]:
+        """The row's scalar columns (no arrays): ``id``, ``audio``, ``cond``, ``num_frames``, …"""
+        h = self._open()
+        i = self._physical(h, idx)
+        return {name: h.table.column(name)[i].as_py() for name in h.table.column_names
+                if name not in (CODES_COLUMN, COND_COLUMN)}
+
+    def _row_fields(self, h: _Open, i: int, names: Sequence[str]) -> dict[str, Any]:
+        cols = h.table.column_names
+        return {n: h.table.column(n)[i].as_py() if n in cols else None for n in names}
+
+    def _embedded(self, h: _Open, i: int, column: str, dtype: type) -> np.ndarray | None:
+        if column not in h.matrices:
+            h.matrices[column] = _MatrixColumn(h.table.column(column))
+        reader = h.matrices[column]
+        if reader is not None:
+            try:
+                return reader.row(i)
+            except _Unsupported as exc:
+                log.info("column %r: %s; reading it through datasets' numpy formatter", column, exc)
+                h.matrices[column] = None
+        # Fallback: datasets' numpy formatter with an explicit dtype (no int64 blow-up). It works on
+        # logical row numbers, so map back through the indices mapping if there is one.
+        if column not in h.formatted:
+            h.formatted[column] = h.ds.with_format("numpy", columns=[column], dtype=dtype)
+        logical = i if h.indices is None else int(np.flatnonzero(h.indices.to_numpy() == i)[0])
+        value = h.formatted[column][logical][column]
+        if value is None:
+            return None
+        if value.dtype == object:
+            value = np.stack(list(value)) if len(value) else np.zeros((0, 0), dtype)
+        return value
+
+    def _path(self, rel: Any, what: str, row_id: Any) -> Path:
+        path = hfdata.resolve_path(self.dataset_dir, rel) if rel else None
+        if path is None:
+            raise DatasetError(f"{self.dataset_dir}: row {row_id!r} has no {what} path; rebuild the "
+                               "dataset with wf-build-dataset")
+        return path
+
+    def read_item(self, idx: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The whole row, unnormalised: codes int16 ``[K, T]``, cond float32 ``[T, D]``, row fields.
+
+        Checks that the arrays match the row's ``num_codebooks`` / ``num_frames`` and each other,
+        and raises :class:`DatasetError` naming the row and the file otherwise. Arrays may be
+        read-only views of the memory-mapped table; copy before writing into them.
+        """
+        h = self._open()
+        i = self._physical(h, idx)
+        row = self._row_fields(h, i, ("id", "audio", "cond", "num_frames", "num_codebooks"))
+        rid = row["id"]
+
+        if self.embedded_codes:
+            codes = self._embedded(h, i, CODES_COLUMN, np.int16)
+            where = f"row {rid!r} (embedded codes)"
+            if codes is None:
+                raise DatasetError(f"{self.dataset_dir}: {where} is null; rebuild the dataset")
+        else:
+            path = self._path(row["audio"], "audio (.ecdc)", rid)
+            codes = read_ecdc(path).codes
+            where = f"row {rid!r} ({path})"
+        k, t = (int(x) for x in codes.shape)
+        if row["num_codebooks"] is not None and k != row["num_codebooks"] and not (t == 0 and k == 0):
+            raise DatasetError(f"{self.dataset_dir}: {where}: codes have {k} codebooks but the row says "
+                               f"{row['num_codebooks']}; rebuild the dataset with wf-build-dataset")
+        if row["num_frames"] is not None and t != row["num_frames"]:
+            raise DatasetError(f"{self.dataset_dir}: {where}: codes have {t} frames but the row says "
+                               f"{row['num_frames']}; rebuild the dataset with wf-build-dataset")
+
+        cond = self._read_cond(h, i, row, t)
+        return codes, cond, row
+
+    def _read_cond(self, h: _Open, i: int, row: dict[str, Any], t: int) -> np.ndarray:
+        rid = row["id"]
+        if self.embedded_cond:
+            values = self._embedded(h, i, COND_COLUMN, np.float32)
+            if values is None:
+                return np.zeros((t, 0), np.float32)
+            if values.shape[0] == 0:
+                values = values.reshape(0, self.num_features)
+            where = f"row {rid!r} (embedded cond_values)"
+            if values.shape[1] != self.num_features:
+                raise DatasetError(f"{self.dataset_dir}: {where} has {values.shape[1]} columns but the "
+                                   f"dataset has {self.num_features} features; rebuild the dataset")
+        else:
+            if not row["cond"]:
+                return np.zeros((t, 0), np.float32)
+            path = self._path(row["cond"], "cond (.cond.npy)", rid)
+            sc = read_sidecar(path, mmap=_worth_mmap(path))
+            where = f"row {rid!r} ({path})"
+            names = sc.names
+            if names == self.feature_names:
+                values = sc.values
+            else:
+                missing = [n for n in self.feature_names if n not in sc.features]
+                if missing:
+                    raise DatasetError(f"{self.dataset_dir}: {where} lacks feature(s) {', '.join(missing)} "
+                                       "that the dataset lists; re-run wf-sidecar-add and rebuild the dataset")
+                values = sc.values[:, [names.index(n) for n in self.feature_names]]
+        if values.shape[0] != t:
+            raise DatasetError(f"{self.dataset_dir}: {where}: cond has {values.shape[0]} frames but the "
+                               f"codes have {t}; re-run wf-sidecar-init/-add for this file and rebuild")
+        return values
+
+    # -- items -------------------------------------------------------------------------------------
+    def normalize(self, cond: np.ndarray) -> np.ndarray:
+        """Dataset-wide min/max scaling of a ``[T, D]`` block to ``[0, 1]`` (a new float32 array)."""
+        if cond.shape[1] == 0:
+            return np.array(cond, dtype=np.float32)
+        out = (np.asarray(cond, dtype=np.float32) - self._lo) / self._span
+        if self._dead.any():
+            out[:, self._dead] = 0.0  # max == min: no information, a constant 0
+        if self.clip:
+            np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+    def window(self, idx: int, start: int = 0, length: int | None = None) -> dict[str, Any]:
+        """The item of row ``idx`` cut at an explicit ``start`` frame (``length`` frames at most)."""
+        codes, cond, row = self.read_item(idx)
+        return self._cut(codes, cond, row, start, length)
+
+    def _cut(self, codes: np.ndarray, cond: np.ndarray, row: dict[str, Any],
+             start: int, length: int | None) -> dict[str, Any]:
+        t = codes.shape[1]
+        start = max(0, min(int(start), t))
+        n = t - start if length is None else max(0, min(int(length), t - start))
+        c = np.array(codes[:, start:start + n], dtype=np.int64)  # copies just the window
+        v = cond[start:start + n]
+        v = self.normalize(v) if self.normalize_cond else np.array(v, dtype=np.float32)
+        return {"id": row["id"], "start": start, "length": n,
+                "codes": torch.from_numpy(c), "cond": torch.from_numpy(v)}
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        codes, cond, row = self.read_item(idx)
+        t = codes.shape[1]
+        win = self.window_frames
+        if win is None or t <= win:
+            return self._cut(codes, cond, row, 0, None)
+        start = int(torch.randint(0, t - win + 1, ()).item()) if self.random_crop else 0
+        return self._cut(codes, cond, row, start, win)
+
+    def __repr__(self) -> str:
+        src = "embedded" if self.embedded_codes else "files"
+        return (f"TokenCondDataset({str(self.dataset_dir)!r}, split={self.split!r}, rows={self._len}, "
+                f"window_frames={self.window_frames}, features={self.feature_names}, source={src})")
+
+
+# ------------------------------------------------------------------------------------ batching
+
+
+def collate(batch: Sequence[Mapping[str, Any]], pad_id: int = PAD_ID) -> dict[str, Any]:
+    """Pad a list of items to the longest one.
+
+    Returns ``codes`` long ``[B, K, T]`` (``pad_id`` past each length), ``cond`` float32
+    ``[B, T, D]`` (0 past each length), ``mask`` bool ``[B, T]`` (True on real frames),
+    ``lengths`` and ``start`` long ``[B]``, ``has_cond`` bool ``[B]`` and ``id`` (list of str).
+    """
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    ks = {int(b["codes"].shape[0]) for b in batch}
+    if len(ks) != 1:
+        raise DatasetError(f"items in one batch have different codebook counts {sorted(ks)} "
+                           f"(ids: {', '.join(str(b['id']) for b in batch[:5])})")
+    ds = {int(b["cond"].shape[1]) for b in batch} - {0}
+    if len(ds) > 1:
+        raise DatasetError(f"items in one batch have different feature counts {sorted(ds)} "
+                           f"(ids: {', '.join(str(b['id']) for b in batch[:5])}); rebuild the dataset")
+    k = ks.pop()
+    d = ds.pop() if ds else 0
+    n = len(batch)
+    sizes = [int(b["codes"].shape[1]) for b in batch]
+    t = max(sizes)
+    codes, cond, mask, lengths, start, has_cond = _packed([
+        ((n, k, t), torch.long), ((n, t, d), torch.float32), ((n, t), torch.bool),
+        ((n,), torch.long), ((n,), torch.long), ((n,), torch.bool)])
+    codes.fill_(pad_id)
+    cond.zero_()
+    for j, b in enumerate(batch):
+        L = sizes[j]
+        codes[j, :, :L] = b["codes"]
+        if b["cond"].shape[1]:
+            cond[j, :L] = b["cond"]
+    lengths.copy_(torch.tensor(sizes, dtype=torch.long))
+    start.copy_(torch.tensor([int(b["start"]) for b in batch], dtype=torch.long))
+    has_cond.copy_(torch.tensor([bool(b["cond"].shape[1]) for b in batch]))
+    torch.lt(torch.arange(t)[None, :], lengths[:, None], out=mask)
+    return {"codes": codes, "cond": cond, "mask": mask, "lengths": lengths, "start": start,
+            "has_cond": has_cond, "id": [b["id"] for b in batch]}
+
+
+def _packed(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
+    """Uninitialised contiguous tensors that are views of ONE storage.
+
+    A ``DataLoader`` worker hands each storage to the main process through its own shared-memory
+    segment and file descriptor (~0.3 ms each); one storage per batch instead of six makes
+    ``num_workers > 0`` about twice as fast for small batches. The views never overlap.
+    """
+    offsets, total = [], 0
+    for shape, dtype in specs:
+        size = torch.empty((), dtype=dtype).element_size()
+        offsets.append(total // size)
+        total += -(-int(np.prod(shape, dtype=np.int64)) * size // 8) * 8  # keep 8-byte alignment
+    storage = torch.UntypedStorage(max(total, 8))
+    return [torch.empty(0, dtype=dtype).set_(storage, off, shape)
+            for (shape, dtype), off in zip(specs, offsets)]
+
+
+def make_collate(pad_id: int = PAD_ID) -> functools.partial:
+    """A picklable collate function with another pad id (e.g. the codebook size)."""
+    return functools.partial(collate, pad_id=pad_id)
+
+
+__all__ = ["PAD_ID", "TokenCondDataset", "collate", "make_collate"]
