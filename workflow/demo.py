@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
           "--features", "rms_db", "spectral_centroid", "onset_strength", *quiet])
     _run("wf-build-dataset", s5_build_dataset_from_folder.main,
          [str(tokens), str(dataset), "--wav-root", str(norm), "--embed", "--verify", "--fresh",
-          "--split-ratios", "train=0.75,valid=0.25", "--seed", "0"])
+          "--split-ratios", "train=0.75,valid=0.25", "--seed", "0", *quiet])
     _run("wf-sidecar-audit", sidecar_audit.main,
          [str(tokens), "--expect-fps", "75", "--verify-ranges", "--plot", str(args.out / "features.png"),
           "--require", "pitch,progress,rms_db", *quiet])
