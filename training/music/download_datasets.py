@@ -3,12 +3,13 @@
 Four public datasets (``--list`` prints the table below with URLs, sizes, checksums, licences):
 
 * ``deam``    DEAM, MediaEval Database for Emotional Analysis in Music: audio + static
-  per-song valence/arousal annotations. Goes to ``training/audio/`` + ``training/labels.csv``.
+  per-song valence/arousal annotations. Goes to ``training/audio/`` + ``training/audio/labels.csv``.
 * ``lakh``    Lakh MIDI Dataset, LMD-full (``lakh-matched``: the LMD-matched subset). Goes to
   ``training/midi/``. Lakh has no emotion labels; ``emotion_labels.json`` is never written.
 * ``maestro`` MAESTRO v3.0.0, MIDI-only archive. Goes to ``training/maestro/``.
 * ``groove``  Groove MIDI Dataset v1.0.0, MIDI-only archive. Goes to ``training/groove/``
-  + ``drum_labels.json`` (per-file style / bpm / beat-or-fill / meter copied from ``info.csv``).
+  + ``groove_info.json`` (per-file style / bpm / beat-or-fill / meter copied from ``info.csv``;
+  not ``drum_labels.json``, which the loader would take as numeric training targets).
 
 Folder layout under ``--datasets-dir`` (default ``datasets/``)::
 
@@ -199,7 +200,7 @@ SOURCES: dict[str, DatasetSource] = {
         notes=(
             "1,802 excerpts (MEMD_audio/<song_id>.mp3) with static per-song valence/arousal "
             "means on the 1-9 scale; --organize copies the labelled ones to training/audio/ "
-            "and writes training/labels.csv (filename,valence,arousal, values unchanged)."
+            "and writes training/audio/labels.csv (filename,valence_mean,arousal_mean, DEAM's 1-9 values)."
         ),
         manual_instructions=(
             "If the direct links fail (the DEAM server is reported to be offline or behind a "
@@ -314,7 +315,7 @@ SOURCES: dict[str, DatasetSource] = {
         organizer="groove",
         notes=(
             "1,150 drum performances by 10 drummers (drummerN/sessionM/<id>_<style>_<bpm>_"
-            "<beat|fill>_<meter>.mid) and info.csv; --organize writes drum_labels.json from "
+            "<beat|fill>_<meter>.mid) and info.csv; --organize writes groove_info.json from "
             "info.csv (style, bpm, beat_type, time_signature, drummer, session, split, duration)."
         ),
         manual_instructions=(
@@ -956,10 +957,12 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 def organize_deam(raw_dir: Path, training_dir: Path, *, link: bool = True,
                   progress: bool = True) -> OrganizeResult:
-    """``training/audio/<song_id>.mp3`` + ``training/labels.csv`` (``filename,valence,arousal``).
+    """``training/audio/<song_id>.mp3`` + ``training/audio/labels.csv``
+    (``filename,valence_mean,arousal_mean``), where the emotion loader looks for it.
 
     Labels are DEAM's static per-song ``valence_mean`` / ``arousal_mean`` exactly as published
-    (1-9 rating scale, not rescaled), from every ``static_annotations_averaged_songs_*.csv``.
+    (1-9 rating scale, not rescaled: the column names tell the loader to map them to [-1, 1]),
+    from every ``static_annotations_averaged_songs_*.csv``.
     ``filename`` is relative to ``training/audio/``. Only songs with both audio and a label are
     placed; the counts of the others are reported.
     """
@@ -1000,8 +1003,9 @@ def organize_deam(raw_dir: Path, training_dir: Path, *, link: bool = True,
     ids = sorted(set(audio) & set(labels), key=int)
     _place_tree(((audio[i], audio_dir / audio[i].name) for i in ids), result, link=link,
                 progress=progress, desc="organize deam")
-    lines = ["filename,valence,arousal"] + [f"{audio[i].name},{labels[i][0]},{labels[i][1]}" for i in ids]
-    labels_path = training_dir / "labels.csv"
+    lines = ["filename,valence_mean,arousal_mean"] + [
+        f"{audio[i].name},{labels[i][0]},{labels[i][1]}" for i in ids]
+    labels_path = audio_dir / "labels.csv"
     _write_if_changed(labels_path, "\n".join(lines) + "\n")
     result.labels_file, result.labelled = labels_path, len(ids)
     result.outputs = [str(audio_dir), str(labels_path)]
@@ -1009,7 +1013,8 @@ def organize_deam(raw_dir: Path, training_dir: Path, *, link: bool = True,
         result.notes.append(f"{len(audio) - len(ids)} audio files have no static label and were not placed")
     if len(labels) > len(ids):
         result.notes.append(f"{len(labels) - len(ids)} labelled songs have no audio file")
-    result.notes.append("labels.csv values are DEAM's valence_mean/arousal_mean on the 1-9 scale")
+    result.notes.append("audio/labels.csv keeps DEAM's valence_mean/arousal_mean (1-9); the loader maps "
+                        "them to [-1, 1] as (x - 5) / 4")
     return result
 
 
@@ -1057,9 +1062,12 @@ GROOVE_LABEL_FIELDS = (
 
 def organize_groove(raw_dir: Path, training_dir: Path, *, link: bool = True,
                     progress: bool = True) -> OrganizeResult:
-    """``training/groove/<drummer>/<session>/*.mid`` + ``info.csv`` + ``drum_labels.json``.
+    """``training/groove/<drummer>/<session>/*.mid`` + ``info.csv`` + ``groove_info.json``.
 
-    ``drum_labels.json`` maps each MIDI path (relative to ``training/groove/``, as in
+    No ``drum_labels.json`` is written: the Groove loader reads that file as *numeric training
+    targets*, and Groove has none worth training on (``bpm`` is already an input feature, style is
+    categorical), so the groove model trains on its continuation target instead. The per-file
+    metadata goes to ``groove_info.json``, which maps each MIDI path (relative to ``training/groove/``, as in
     ``info.csv``'s ``midi_filename``) to the row's own columns: ``drummer``, ``session``, ``id``,
     ``style`` (verbatim, e.g. ``"funk/groove1"``), ``bpm`` (int), ``beat_type`` (``beat``/
     ``fill``), ``time_signature`` (e.g. ``"4-4"``), ``duration`` (seconds, float), ``split``,
@@ -1105,13 +1113,15 @@ def organize_groove(raw_dir: Path, training_dir: Path, *, link: bool = True,
         pairs.append((src, out.joinpath(*parts)))
     pairs.append((info, out / "info.csv"))
     _place_tree(pairs, result, link=link, progress=progress, desc="organize groove")
-    labels_path = out / "drum_labels.json"
+    labels_path = out / "groove_info.json"
     _write_if_changed(labels_path, json.dumps(labels, indent=1, sort_keys=True) + "\n")
     result.labels_file, result.labelled = labels_path, len(labels)
     result.outputs = [str(out), str(labels_path)]
     if missing:
         result.notes.append(f"{missing} info.csv rows name a MIDI file that is not in the archive")
-    result.notes.append("drum_labels.json: info.csv columns per file + style split into primary/secondary")
+    result.notes.append("groove_info.json: info.csv columns per file + style split into primary/secondary; "
+                        "no drum_labels.json (Groove has no numeric per-file targets: the groove model "
+                        "trains on its second-half continuation target)")
     return result
 
 
@@ -1248,10 +1258,10 @@ def download_dataset(
 # ─── dry run and the source table ──────────────────────────────────────────────────────────────
 
 ORGANIZE_TARGETS = {
-    "deam": "training/audio/ + training/labels.csv",
+    "deam": "training/audio/ + training/audio/labels.csv",
     "lakh": "training/midi/ (no labels: none exist for Lakh)",
     "maestro": "training/maestro/",
-    "groove": "training/groove/ + training/groove/drum_labels.json",
+    "groove": "training/groove/ + training/groove/groove_info.json (metadata, not targets)",
 }
 
 

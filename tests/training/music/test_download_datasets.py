@@ -492,13 +492,17 @@ def test_organize_produces_the_training_layout(served: tuple[_Server, dict[str, 
     assert rc == 0, out
     t = root / "training"
 
-    # DEAM: labelled audio + labels.csv with DEAM's own values, unchanged
-    assert sorted(p.name for p in (t / "audio").iterdir()) == ["2.mp3", "2001.mp3", "3.mp3"]
+    # DEAM: labelled audio + audio/labels.csv with DEAM's own values, unchanged, in the columns
+    # that tell the emotion loader they are on the 1-9 scale.
+    assert sorted(p.name for p in (t / "audio").iterdir()) == ["2.mp3", "2001.mp3", "3.mp3", "labels.csv"]
     assert (t / "audio" / "2.mp3").read_bytes() == b"ID3 fake mp3 2"
-    with open(t / "labels.csv", newline="") as fh:
+    with open(t / "audio" / "labels.csv", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows == [["filename", "valence", "arousal"], ["2.mp3", "3.1", "3"], ["3.mp3", "3.5", "3.3"],
+    assert rows == [["filename", "valence_mean", "arousal_mean"], ["2.mp3", "3.1", "3"], ["3.mp3", "3.5", "3.3"],
                     ["2001.mp3", "6.2", "4.4"]]
+    from training.music.data_loaders import read_emotion_csv
+    labels_va, scale = read_emotion_csv(t / "audio" / "labels.csv")  # what EmotionDataset reads
+    assert scale == "deam" and labels_va["2.mp3"] == pytest.approx(((3.1 - 5) / 4, (3 - 5) / 4))
 
     # Lakh: MIDI in the archive's sub-folders, and no invented labels
     for rel, data in LAKH_ENTRIES.items():
@@ -511,11 +515,19 @@ def test_organize_produces_the_training_layout(served: tuple[_Server, dict[str, 
     assert (t / "maestro" / "2018" / "MIDI-Unprocessed_Chamber3.midi").is_file()
     assert (t / "maestro" / "maestro-v3.0.0.csv").is_file()
 
-    # Groove: MIDI tree, info.csv, drum_labels.json from info.csv only
+    # Groove: MIDI tree, info.csv, groove_info.json from info.csv only (no drum_labels.json:
+    # the loader would take it as numeric targets)
     mid = t / "groove" / "drummer1" / "session1" / "1_funk_80_beat_4-4.mid"
     assert pretty_midi.PrettyMIDI(str(mid)).instruments[0].is_drum
     assert (t / "groove" / "info.csv").read_text() == GROOVE_INFO
-    labels = json.loads((t / "groove" / "drum_labels.json").read_text())
+    assert not (t / "groove" / "drum_labels.json").exists()
+    from training.music.data_loaders import GrooveDataset, LabelFileError, MusicDatasetError
+    # The groove loader reads the organised folder without tripping over a labels file (these two
+    # fake clips are shorter than the 2 bars its continuation target needs, hence "no usable item").
+    with pytest.raises(MusicDatasetError) as err:
+        GrooveDataset(t / "groove", cache=False)
+    assert not isinstance(err.value, LabelFileError)
+    labels = json.loads((t / "groove" / "groove_info.json").read_text())
     assert sorted(labels) == ["drummer1/session1/1_funk_80_beat_4-4.mid",
                               "drummer2/eval_session/3_jazz_120_fill_3-4.mid"]
     funk = labels["drummer1/session1/1_funk_80_beat_4-4.mid"]
@@ -545,10 +557,10 @@ def test_rerun_is_idempotent_and_makes_no_request(served: tuple[_Server, dict[st
         argv = ["--datasets-dir", str(d), "--organize", "--no-progress"] + (["--keep-archives"] if keep else [])
         assert dd.main(argv, sources=sources) == 0
         n = len(srv.state.requests)
-        labels_mtime = (d / "training" / "labels.csv").stat().st_mtime_ns
+        labels_mtime = (d / "training" / "audio" / "labels.csv").stat().st_mtime_ns
         assert dd.main(argv, sources=sources) == 0
         assert len(srv.state.requests) == n, "a finished dataset must not be requested again"
-        assert (d / "training" / "labels.csv").stat().st_mtime_ns == labels_mtime
+        assert (d / "training" / "audio" / "labels.csv").stat().st_mtime_ns == labels_mtime
         if keep:
             assert (d / "downloads" / "lmd_full.tar.gz.verified.json").is_file()
     res = dd.download_dataset(sources["groove"], root / "drop", organize=True, progress=False)
@@ -568,7 +580,7 @@ def test_archive_placed_by_hand_is_verified_without_any_request(server: _Server,
     assert server.state.requests == []
     assert res.downloads[0].origin == dd.FOUND_IN_PLACE
     assert (downloads / "groove-v1.0.0-midionly.zip").exists()  # the user's file is left alone
-    assert (tmp_path / "training" / "groove" / "drum_labels.json").is_file()
+    assert (tmp_path / "training" / "groove" / "groove_info.json").is_file()
 
 
 def test_raw_folder_without_marker_is_not_touched(tmp_path: Path) -> None:
@@ -635,7 +647,7 @@ def test_cli_list_and_dry_run_never_touch_the_network(
     assert dd.main(["--datasets-dir", str(root), "--dry-run", "--organize"], sources=sources) == 0
     plan = capsys.readouterr().out
     assert "would download " + srv.url("/groove/groove-v1.0.0-midionly.zip") in plan
-    assert "would organize" in plan and "drum_labels.json" in plan
+    assert "would organize" in plan and "groove_info.json" in plan
     assert not root.exists()  # nothing written
     assert no_network_watch == [] and srv.state.requests == []
 
