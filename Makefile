@@ -33,6 +33,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_normalize.py
 	$(PY) benchmarks/bench_encode.py
+	$(PY) benchmarks/bench_loader.py
 
 clean:
 	rm -rf $(VENV) demo_data demo_out .pytest_cache .hypothesis
