@@ -1,0 +1,85 @@
+"""Training steps/s and peak memory of the paper-size SEANet autoencoder + MS-STFT GAN.
+
+One full step = discriminator hinge step + generator step with the four balanced losses, on random
+1 s segments already in memory (data loading runs in DataLoader workers in real training).
+Each mode runs in its own process so peak memory is per mode.
+
+    python benchmarks/bench_autoencoder.py                                  # CPU, small batches
+    python benchmarks/bench_autoencoder.py --device cuda --batch-1ch 32 --batch-32ch 4   # paper batches
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import peak_rss_mb, print_table, run_variant_in_subprocess, save  # noqa: E402
+
+
+def child(mode: str, device: str, batch: int, steps: int, warmup: int, overrides: list[str]) -> dict:
+    import torch
+
+    from training.autoencoder.config import load_config
+    from training.autoencoder.train import Dist, Trainer
+    from training.utils import get_device
+
+    cfg = load_config(mode, [f"optim.batch_size={batch}", "train.logger=none", *overrides])
+    dev = get_device(device)
+    torch.manual_seed(0)
+    t = Trainer(cfg, Path(tempfile.mkdtemp(prefix="bench_ae_")), dev, Dist())
+    n = int(cfg.sample_rate * cfg.data.segment_seconds)
+    x = (0.1 * torch.randn(batch, int(cfg.channels), n)).clamp(-1, 1)
+    for _ in range(warmup):
+        t.train_step(x)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        t.train_step(x)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    gen = sum(p.numel() for p in t.model.parameters())
+    disc = sum(p.numel() for p in t.disc.parameters())
+    return {"mode": mode, "batch": batch, "steps_s": steps / dt, "audio_s_per_s": steps * batch / dt,
+            "gen_mparams": gen / 1e6, "disc_mparams": disc / 1e6, "amp": bool(t.amp),
+            "peak_mb": (torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else peak_rss_mb()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-1ch", type=int, default=2)
+    ap.add_argument("--batch-32ch", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="config overrides, e.g. model.quantizer=rvq")
+    args = ap.parse_args()
+    if args.variant:
+        batch = args.batch_1ch if args.variant == "1ch" else args.batch_32ch
+        print(json.dumps(child(args.variant, args.device, batch, args.steps, args.warmup, args.overrides)))
+        return
+    rows = []
+    for mode in ("1ch", "32ch"):
+        rows.append(run_variant_in_subprocess(Path(__file__), [
+            "--variant", mode, "--device", args.device, "--batch-1ch", str(args.batch_1ch),
+            "--batch-32ch", str(args.batch_32ch), "--steps", str(args.steps), "--warmup", str(args.warmup),
+            *args.overrides]))
+    table = print_table(
+        f"SEANet autoencoder + MS-STFT GAN training steps, paper-size model, 1 s segments at 24 kHz, "
+        f"device {args.device}", rows,
+        [("mode", "mode"), ("batch", "batch"), ("steps_s", "steps/s"), ("audio_s_per_s", "audio s/s"),
+         ("gen_mparams", "generator M params"), ("disc_mparams", "discriminator M params"), ("amp", "bf16 AMP"),
+         ("peak_mb", "peak MiB")])
+    save(f"bench_autoencoder_{args.device.replace(':', '')}", {"rows": rows, "table": table})
+
+
+if __name__ == "__main__":
+    main()
