@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_normalize.py
 	$(PY) benchmarks/bench_encode.py
 	$(PY) benchmarks/bench_loader.py
+	$(PY) benchmarks/bench_autoencoder.py
 
 clean:
 	rm -rf $(VENV) demo_data demo_out .pytest_cache .hypothesis
