@@ -151,7 +151,8 @@ def _loader(cfg: CacheConfig, fps: float, sample_rate: int, hop: int, vocab: dic
         data = A.resample(A.to_channels(data, "mono"), sr, sample_rate)[0]
         out = _Loaded()
         for w in make_windows(row, cfg.beats_per_chunk, cfg.hop_beats):
-            grid = expressive_grid(events, w.start_s, w.duration_s, fps, row.bpm)
+            grid = expressive_grid(events, w.start_s, w.duration_s, fps, row.bpm,
+                                   beats_per_bar=row.beats_per_bar)
             t = grid.shape[0]
             start = int(round(w.start_s * sample_rate))
             seg = data[start:start + t * hop]
