@@ -1,0 +1,115 @@
+"""python -m midigroove_poc end to end on a mini E-GMD (MIDI + audio rendered from it) with a
+random-weight EnCodec: cache (with resume), drumgrid + expressivegrid training, predict, eval."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from midigroove_poc.__main__ import main
+from workflow.runner import run_cli
+
+CODEC = ["--encoder-model", "encodec", "--weights", "random", "--bandwidth", "1.5", "--encode-device", "cpu",
+         "--num-workers", "2", "--no-progress"]
+TINY = ["--device", "cpu", "--batch-size", "4", "--d-model", "32", "--n-layers", "1", "--n-heads", "2",
+        "--warmup-steps", "2", "--log-every", "5", "--eval-every", "5"]
+
+
+@pytest.fixture(scope="module")
+def built(mini_egmd, tmp_path_factory) -> dict:
+    """A cache built in two goes: the first is interrupted by a missing audio file, the second resumes."""
+    work = tmp_path_factory.mktemp("mg")
+    root = work / "egmd"
+    shutil.copytree(mini_egmd["root"], root)
+    csv_path = root / Path(mini_egmd["csv"]).name
+    rows = list(csv.DictReader(open(csv_path)))
+    victim = root / rows[0]["audio_filename"]
+    hidden = victim.with_suffix(".hidden")
+    victim.rename(hidden)
+    cache_dir = work / "cache"
+    args = ["drumgrid", "train", "--precache-only", "--train-csv", str(csv_path), "--dataset-root", str(root),
+            "--cache-dir", str(cache_dir), *CODEC]
+    assert run_cli(main, args) == 1  # one row fails: the others' parts are kept
+    parts = next(cache_dir.glob("*.parts"))
+    done_before = {p.name for p in parts.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert len(done_before) == len(rows) - 1
+    mtimes = {p.name: p.stat().st_mtime_ns for p in parts.iterdir() if p.name in done_before}
+    hidden.rename(victim)
+    assert run_cli(main, args) == 0  # resumes: only the missing row is encoded
+    caches = [p for p in cache_dir.iterdir() if (p / "cache_meta.json").is_file()]
+    assert len(caches) == 1 and not parts.exists()
+    return {"work": work, "csv": csv_path, "root": root, "cache": caches[0], "rows": rows, "resumed": mtimes}
+
+
+def test_cache_content(built) -> None:
+    from midigroove_poc.cache import load_cache
+    from midigroove_poc.grid import DRUM_GRID_FEATURES, EXPRESSIVE_FEATURES
+
+    dd, meta = load_cache(built["cache"])
+    assert meta["codec"] == "encodec_24khz" and meta["num_codebooks"] == 2 and meta["weights"] == "random"
+    assert set(dd) == {"train", "validation", "test"} and len(dd["train"]) > 0 and len(dd["test"]) > 0
+    feats = dd["train"].features
+    assert feats["codes"].feature.feature.dtype == "int16" and feats["grid"].feature.feature.dtype == "float16"
+    item = dd["train"].with_format("numpy", columns=["codes", "grid", "drumgrid", "onsets"])[0]
+    k, t = item["codes"].shape
+    assert k == 2
+    assert item["grid"].shape == (t, len(EXPRESSIVE_FEATURES)) and item["drumgrid"].shape == (t, len(DRUM_GRID_FEATURES))
+    assert meta["expressive_features"] == list(EXPRESSIVE_FEATURES)
+    assert len(item["onsets"]) > 0 and float(np.max(item["onsets"])) < t / 75.0
+
+
+def test_filters_get_their_own_cache(built, tmp_path) -> None:
+    from midigroove_poc.__main__ import _cache_config, build_parser
+
+    def cfg(*extra):
+        return _cache_config(build_parser().parse_args(["drumgrid", "train", *CODEC, *extra]))
+    names = {cfg().name, cfg("--beat-type-only", "beat").name, cfg("--kit-category-exclude", "Pop Kit").name,
+             cfg("--hop-beats", "2").name}
+    assert len(names) == 4
+
+
+def test_train_predict_and_eval(built, tmp_path) -> None:
+    cache = built["cache"]
+    eg = tmp_path / "eg.pt"
+    assert main(["expressivegrid", "train", "--cache", str(cache), "--save", str(eg), "--steps", "12", *TINY]) == 0
+    assert eg.is_file()
+    dgs = tmp_path / "dg.pt"
+    assert main(["drumgrid", "train", "--train-csv", str(built["csv"]), "--dataset-root", str(built["root"]),
+                 "--cache-dir", str(cache.parent), *CODEC, "--save", str(dgs), "--steps", "6", *TINY]) == 0
+    wav = tmp_path / "pred.wav"
+    assert main(["expressivegrid", "predict", "--ckpt", str(eg), "--cache", str(cache), "--out", str(wav)]) == 0
+    audio, sr = sf.read(wav)
+    assert sr == 24000 and audio.shape[0] > 24000
+
+    out = tmp_path / "eval"
+    assert main(["eval", "--split", "test", "--audio-metrics", "--add-oracle", "--add-random", "--save-preds", "1",
+                 "--pred-include-ref", "--out-dir", str(out), "--intersection",
+                 "--system", f"eg:{eg}:{cache}", "--system", f"dg:{dgs}:{cache}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())["systems"]
+    assert {"eg", "eg:oracle", "eg:random", "dg", "dg:oracle", "dg:random"} <= set(summary)
+    assert summary["eg:oracle"]["acc"] == 1.0
+    for key in ("acc", "spectral_convergence", "log_mel_l1", "rms_env_corr", "onset_f1"):
+        assert key in summary["eg"], key
+    assert "nll" in summary["eg"] and summary["eg"]["ppl"] > 1.0
+    items = list(csv.DictReader(open(out / "items.csv")))
+    assert len(items) == 6 * summary["eg"]["items"]
+    assert (out / "wavs").is_dir() and any(p.name.startswith("ref_") for p in (out / "wavs").iterdir())
+
+
+def test_cli_help_and_errors(capsys) -> None:
+    for argv in (["--help"], ["drumgrid", "train", "--help"], ["expressivegrid", "train", "--help"],
+                 ["expressivegrid", "predict", "--help"], ["eval", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+    helps = capsys.readouterr().out
+    for flag in ("--kit-category-exclude", "--precache-only", "--early-stop-steps", "--add-oracle", "--ckpt"):
+        assert flag in helps
+    assert run_cli(main, ["eval", "--out-dir", "/tmp/x"]) == 2
+    assert run_cli(main, ["drumgrid", "train", "--precache-only"]) == 2  # no CSV given
