@@ -1216,48 +1216,15 @@ def split_dataset(dataset: Dataset, val_split: float | int = 0.2, shuffle: bool 
     return Subset(dataset, train_idx), Subset(dataset, val_idx)
 
 
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
 def get_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` (CUDA > MPS > CPU), ``"cuda"`` / ``"cuda:N"``, ``"mps"`` or ``"cpu"``.
 
     Asking for an accelerator that is not there raises DeviceError rather than silently falling
     back to the CPU (a GPU job quietly running for days on a CPU is worse than an error).
     """
-    if isinstance(device, torch.device):
-        device = str(device)
-    text = str(device).strip().lower()
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if match:
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
-                f"CUDA build {torch.version.cuda or 'none'}); use device='cpu', or 'auto' to use a "
-                "GPU only when there is one")
-        if match.group(1) is not None:
-            index, count = int(match.group(1)), torch.cuda.device_count()
-            if index >= count:
-                raise DeviceError(f"device {device!r} requested but only {count} CUDA device(s) are "
-                                  "visible; check CUDA_VISIBLE_DEVICES")
-            return torch.device("cuda", index)
-        return torch.device("cuda")
-    if text == "mps":
-        if not _mps_available():
-            raise DeviceError("device 'mps' requested but Apple MPS is not available; use "
-                              "device='cpu' or 'auto'")
-        return torch.device("mps")
-    raise UsageError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    from workflow.codecs import resolve_device
+
+    return resolve_device(device, auto_mps=True)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> int:

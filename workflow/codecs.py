@@ -355,8 +355,9 @@ def _check_config(spec: CodecSpec, config: Any, source: str) -> None:
 
 
 # --------------------------------------------------------------------------------------- device
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+def resolve_device(device: str | torch.device | None = "auto", *, auto_mps: bool = False) -> torch.device:
+    """``"auto"`` (CUDA if available, else MPS when ``auto_mps``, else CPU), ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or ``"mps"``. The project's one device resolver (training uses it too).
 
     Asking for CUDA without CUDA raises DeviceError: a silent CPU fallback would turn a GPU job
     into a days-long CPU job without anyone noticing.
@@ -364,8 +365,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     import torch
 
     text = "auto" if device is None else str(device).strip().lower()
+    mps_ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if auto_mps and mps_ok else "cpu")
     if text == "cpu":
         return torch.device("cpu")
     match = re.fullmatch(r"cuda(?::(\d+))?", text)
@@ -382,7 +386,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
                               f"visible (cuda:0..cuda:{count - 1}); check CUDA_VISIBLE_DEVICES")
         return torch.device("cuda", index)
     if text == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        if not mps_ok:
             raise DeviceError("device 'mps' requested but Apple MPS is not available; use --device cpu")
         return torch.device("mps")
     raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
