@@ -212,6 +212,20 @@ def _check_common(channels: int, dimension: int, n_filters: int, n_residual_laye
     return ratios
 
 
+def _init_common(module: nn.Module, channels: int, dimension: int, n_filters: int, n_residual_layers: int,
+                 ratios: Sequence[int], lstm: int, compress: int, dilation_base: int, norm: str, causal: bool,
+                 pad_mode: str, activation: str, activation_params: Mapping[str, Any] | None,
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Checks and attributes the encoder and decoder share; returns their activation/conv kwargs."""
+    module.ratios = _check_common(channels, dimension, n_filters, n_residual_layers, ratios, lstm,
+                                  compress, dilation_base)
+    _check_norm(norm)
+    module.channels, module.dimension, module.n_filters = channels, dimension, n_filters
+    module.hop_length = math.prod(module.ratios)
+    return ({"activation": activation, "activation_params": activation_params},
+            {"norm": norm, "causal": causal, "pad_mode": pad_mode})
+
+
 class SEANetEncoder(nn.Module):
     """Waveform ``[B, channels, N]`` -> latent ``[B, dimension, ceil(N / hop_length)]``.
 
@@ -226,15 +240,9 @@ class SEANetEncoder(nn.Module):
                  residual_kernel_size: int = 3, dilation_base: int = 2, causal: bool = False,
                  pad_mode: str = "reflect", true_skip: bool = True, compress: int = 2, lstm: int = 2) -> None:
         super().__init__()
-        self.ratios = _check_common(channels, dimension, n_filters, n_residual_layers, ratios, lstm,
-                                    compress, dilation_base)
-        _check_norm(norm)
-        self.channels = channels
-        self.dimension = dimension
-        self.n_filters = n_filters
-        self.hop_length = math.prod(self.ratios)
-        act = {"activation": activation, "activation_params": activation_params}
-        conv = {"norm": norm, "causal": causal, "pad_mode": pad_mode}
+        act, conv = _init_common(self, channels, dimension, n_filters, n_residual_layers, ratios, lstm,
+                                 compress, dilation_base, norm, causal, pad_mode, activation,
+                                 activation_params)
 
         mult = 1
         layers: list[nn.Module] = [NormConv1d(channels, mult * n_filters, kernel_size, **conv)]
@@ -269,15 +277,9 @@ class SEANetDecoder(nn.Module):
                  residual_kernel_size: int = 3, dilation_base: int = 2, causal: bool = False,
                  pad_mode: str = "reflect", true_skip: bool = True, compress: int = 2, lstm: int = 2) -> None:
         super().__init__()
-        self.ratios = _check_common(channels, dimension, n_filters, n_residual_layers, ratios, lstm,
-                                    compress, dilation_base)
-        _check_norm(norm)
-        self.channels = channels
-        self.dimension = dimension
-        self.n_filters = n_filters
-        self.hop_length = math.prod(self.ratios)
-        act = {"activation": activation, "activation_params": activation_params}
-        conv = {"norm": norm, "causal": causal, "pad_mode": pad_mode}
+        act, conv = _init_common(self, channels, dimension, n_filters, n_residual_layers, ratios, lstm,
+                                 compress, dilation_base, norm, causal, pad_mode, activation,
+                                 activation_params)
 
         mult = 2 ** len(self.ratios)
         layers: list[nn.Module] = [NormConv1d(dimension, mult * n_filters, kernel_size, **conv)]

@@ -540,6 +540,27 @@ def read_drum_labels(path: Path | str) -> tuple[dict[str, np.ndarray], list[str]
     return out, names
 
 
+def _labelled_files(
+    root: Path, files: list[Path], labels_path: Path | str | None, default_name: str, use_labels: bool,
+    read: Callable[[Path], Mapping[str, Any]],
+) -> tuple[bool, Path, list[tuple[Path, Any]], list[str], list[Path]]:
+    """Find the optional label file and pair files with labels.
+
+    Returns ``(labelled, label_path, [(file, label or None)], missing keys, unlabelled files)``;
+    an explicit ``labels_path`` that does not exist is an error, a missing default file just
+    means "no labels" (continuation mode).
+    """
+    lpath = Path(labels_path) if labels_path is not None else root / default_name
+    if labels_path is not None and not lpath.is_file():
+        raise MusicDatasetError(f"{lpath}: labels file not found; check the path")
+    if not (use_labels and lpath.is_file()):
+        return False, lpath, [(p, None) for p in files], [], []
+    matched, missing, unlabelled = _match_labels(files, root, read(lpath), lpath)
+    if missing:
+        log.warning("%s: %d labelled file(s) not found (e.g. %s)", lpath, len(missing), missing[:3])
+    return True, lpath, matched, missing, unlabelled
+
+
 def _match_labels(
     files: Sequence[Path], root: Path, labels: Mapping[str, Any], source: Path
 ) -> tuple[list[tuple[Path, Any]], list[str], list[Path]]:
@@ -1332,18 +1353,8 @@ class MelodyDataset(MusicDataset):
     ) -> None:
         root = self._resolve_root(root, "MIDI files (*.mid)")
         files = self._discover(root, MIDI_EXTENSIONS, "MIDI")
-        lpath = Path(labels_path) if labels_path is not None else root / "emotion_labels.json"
-        if labels_path is not None and not lpath.is_file():
-            raise MusicDatasetError(f"{lpath}: labels file not found; check the path")
-        labelled = use_labels and lpath.is_file()
-        missing: list[str] = []
-        unlabelled: list[Path] = []
-        if labelled:
-            matched, missing, unlabelled = _match_labels(files, root, read_emotion_json(lpath), lpath)
-            if missing:
-                log.warning("%s: %d labelled file(s) not found (e.g. %s)", lpath, len(missing), missing[:3])
-        else:
-            matched = [(p, None) for p in files]
+        labelled, lpath, matched, missing, unlabelled = _labelled_files(
+            root, files, labels_path, "emotion_labels.json", use_labels, read_emotion_json)
         ext = _extract_all(
             [p for p, _ in matched], kind=self.NAME, extractor=_extract_melody, params={},
             shape=(3, 128), cache_dir=self._cache_dir(root, cache, cache_dir), workers=workers, progress=progress,
@@ -1529,20 +1540,14 @@ class GrooveDataset(MusicDataset):
     ) -> None:
         root = self._resolve_root(root, "Groove MIDI drum files")
         files = self._discover(root, MIDI_EXTENSIONS, "MIDI")
-        lpath = Path(labels_path) if labels_path is not None else root / "drum_labels.json"
-        if labels_path is not None and not lpath.is_file():
-            raise MusicDatasetError(f"{lpath}: labels file not found; check the path")
-        labelled = use_labels and lpath.is_file()
-        missing: list[str] = []
-        unlabelled: list[Path] = []
         label_names: list[str] = []
-        if labelled:
-            labels, label_names = read_drum_labels(lpath)
-            matched, missing, unlabelled = _match_labels(files, root, labels, lpath)
-            if missing:
-                log.warning("%s: %d labelled file(s) not found (e.g. %s)", lpath, len(missing), missing[:3])
-        else:
-            matched = [(p, None) for p in files]
+
+        def read(path: Path) -> dict[str, np.ndarray]:
+            labels, label_names[:] = read_drum_labels(path)
+            return labels
+
+        labelled, lpath, matched, missing, unlabelled = _labelled_files(
+            root, files, labels_path, "drum_labels.json", use_labels, read)
         ext = _extract_all(
             [p for p, _ in matched], kind=self.NAME, extractor=_extract_groove, params={}, shape=(3, 32),
             cache_dir=self._cache_dir(root, cache, cache_dir), workers=workers, progress=progress,
