@@ -35,7 +35,8 @@ from workflow.files import (
     relative_key, temp_sibling,
 )
 from workflow.runner import (
-    Runner, WorkItem, add_runner_args, options_from_args, print_report, run_cli, setup_logging,
+    Runner, RunOptions, RunReport, WorkItem, add_runner_args, options_from_args, print_report,
+    run_cli, setup_logging,
 )
 
 STAGE = "s1_audio_normalize"
@@ -62,11 +63,16 @@ class NormalizeConfig:
         return int(self.channels) if self.channels.isdigit() else self.channels
 
 
+def segment_path(dst: Path, index: int) -> Path:
+    """Where segment ``index`` of the output ``dst`` goes: ``stem_0000.wav``, ``stem_0001.wav``, …"""
+    return dst.with_name(f"{dst.stem}_{index:04d}{dst.suffix}")
+
+
 def output_paths(dst: Path, n_segments: int | None) -> list[Path]:
     """``stem.wav``, or ``stem_0000.wav``, ``stem_0001.wav``, … when segmenting."""
     if n_segments is None:
         return [dst]
-    return [dst.with_name(f"{dst.stem}_{i:04d}{dst.suffix}") for i in range(n_segments)]
+    return [segment_path(dst, i) for i in range(n_segments)]
 
 
 def first_output(dst: Path, cfg: NormalizeConfig) -> Path:
@@ -140,6 +146,18 @@ def build_items(in_root: Path, out_root: Path, extensions, recursive: bool) -> l
     return items
 
 
+def normalize_items(items: list[WorkItem], cfg: NormalizeConfig, options: RunOptions,
+                    params: dict | None = None) -> RunReport:
+    """Run s1 over ``items`` through the shared runner (resume, workers, report).
+
+    Other tools that need normalised segments (e.g. ``training.audiocraft prepare``) call this
+    rather than re-implementing the loop.
+    """
+    runner = Runner(STAGE, options, {**(params or {}), **asdict(cfg)})
+    return runner.map(items, functools.partial(_process, cfg=cfg),
+                      is_done=lambda it: first_output(it.dst, cfg).exists())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wf-audio-normalize", description=__doc__,
@@ -205,9 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if not items:
         raise UsageError(f"no audio files with extensions {' '.join(args.extensions)} under {args.input}")
     options = options_from_args(args, STAGE, args.output)
-    runner = Runner(STAGE, options, {"input": str(args.input), "output": str(args.output), **asdict(cfg)})
-    report = runner.map(items, functools.partial(_process, cfg=cfg),
-                        is_done=lambda it: first_output(it.dst, cfg).exists())
+    report = normalize_items(items, cfg, options, {"input": str(args.input), "output": str(args.output)})
     print_report(report, options)
     if not report.dry_run:
         for flag in ("silent", "peak_limited", "too_short", "short"):
