@@ -1,116 +1,43 @@
 """Tests for training.music.download_datasets against a real HTTP server on 127.0.0.1.
 
-The server (http.server in a thread) serves archives built here, implements ``Range: bytes=N-``
-itself, counts requests, and can cut a response short or ignore ranges. Nothing leaves the host.
+The server (tests.http_range_server: http.server in a thread) serves archives built here,
+implements ``Range`` itself, counts requests, and can cut a response short or ignore ranges.
+Nothing leaves the host.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import http.server
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pretty_midi
 import pytest
 
+from tests.http_range_server import RangeServer as _Server
+from tests.http_range_server import serve
 from training.music import download_datasets as dd
 from workflow.runner import run_cli
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-# ─── a local HTTP server with Range support ────────────────────────────────────────────────────
-
-
-@dataclass
-class ServerState:
-    files: dict[str, bytes] = field(default_factory=dict)
-    requests: list[dict[str, str | None]] = field(default_factory=list)
-    cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent on the next request
-    cut_every: dict[str, int] = field(default_factory=dict)  # path -> at most this many bytes per response
-    range_support: bool = True
-    content_type: dict[str, str] = field(default_factory=dict)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: "_Server"
-
-    def log_message(self, *args: object) -> None:  # keep pytest output clean
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        st = self.server.state
-        rng = self.headers.get("Range")
-        st.requests.append({"path": self.path, "range": rng, "if_range": self.headers.get("If-Range")})
-        data = st.files.get(self.path)
-        if data is None:
-            self.send_error(404, "Not Found")
-            return
-        status, start = 200, 0
-        if rng and st.range_support:
-            m = re.fullmatch(r"bytes=(\d+)-", rng.strip())
-            assert m, f"unexpected Range header {rng!r}"
-            start = int(m.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        body = data[start:]
-        self.send_response(status)
-        self.send_header("Content-Type", st.content_type.get(self.path, "application/octet-stream"))
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", '"v1"')
-        if st.range_support:
-            self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.end_headers()
-        cut = st.cut_after.pop(self.path, st.cut_every.get(self.path))
-        if cut is not None:  # send part of the body, then drop the connection
-            self.wfile.write(body[:cut])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = ServerState()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+# ─── a local HTTP server with Range support (shared: tests/http_range_server.py) ──────────────
 
 
 @pytest.fixture()
 def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with serve() as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 # ─── archive builders (real zip / tar files, real MIDI) ────────────────────────────────────────
