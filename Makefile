@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export WANDB_MODE ?= offline
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-audiocraft bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# AudioCraft 1.3.0 trained for real on CPU, in a throw-away venv of its own (see the script).
+AC_VENV  := .venv-audiocraft
+AC_STAMP := $(AC_VENV)/.installed
+
+$(AC_STAMP): tests/training/audiocraft/make_audiocraft_venv.sh constraints.txt
+	PYTHON=$(PYTHON) bash tests/training/audiocraft/make_audiocraft_venv.sh $(AC_VENV)
+
+test-audiocraft: $(STAMP) $(AC_STAMP)
+	AUDIOCRAFT_PYTHON=$(CURDIR)/$(AC_VENV)/bin/python $(PY) -m pytest -q -p no:cacheprovider \
+		tests/training/audiocraft/test_real_audiocraft.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_normalize.py
 	$(PY) benchmarks/bench_encode.py
@@ -37,4 +48,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_autoencoder.py
 
 clean:
-	rm -rf $(VENV) demo_data demo_out .pytest_cache .hypothesis
+	rm -rf $(VENV) $(AC_VENV) demo_data demo_out .pytest_cache .hypothesis

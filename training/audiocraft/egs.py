@@ -331,3 +331,37 @@ def split_stats(entries: Sequence[dict]) -> dict:
             "min_s": min(durs) if durs else math.nan, "max_s": max(durs) if durs else math.nan,
             "sample_rates": sorted({int(e["sample_rate"]) for e in entries}),
             "channels": sorted({int(e.get("channels", 0)) for e in entries})}
+
+
+def check_egs(egs_dir: Path, *, sample_rate: int = 32000, channels: int = 1,
+              segment_seconds: float = 10.0, probe_files: int = 3) -> dict[str, dict]:
+    """The notebooks' sanity checks: both splits readable, non-empty, one rate and channel count,
+    no segment longer than asked, no track in both splits, and a few files decode to finite,
+    non-silent audio. Returns per-split :func:`split_stats`; raises :class:`ManifestError`."""
+    import numpy as np
+
+    stats: dict[str, dict] = {}
+    tracks: dict[str, set[str]] = {}
+    for name in SPLITS:
+        entries = read_manifest(Path(egs_dir) / name)
+        st = stats[name] = split_stats(entries)
+        where = Path(egs_dir) / name / "data.jsonl"
+        if st["sample_rates"] != [sample_rate]:
+            raise ManifestError(f"{where}: sample rates {st['sample_rates']}, expected [{sample_rate}]; "
+                                "re-run prepare with --sample-rate")
+        if st["channels"] != [channels]:
+            raise ManifestError(f"{where}: channel counts {st['channels']}, expected [{channels}]")
+        if st["max_s"] > segment_seconds + 1e-3:
+            raise ManifestError(f"{where}: a {st['max_s']:.2f} s file is longer than {segment_seconds} s "
+                                "segments; re-run prepare with --segment-seconds")
+        tracks[name] = {os.readlink(e["path"]).rsplit("_", 1)[0] if os.path.islink(e["path"]) else e["path"]
+                        for e in entries}
+        for e in entries[:probe_files]:
+            data, _ = sf.read(e["path"], dtype="float32")
+            if not np.isfinite(data).all() or float(np.abs(data).max(initial=0.0)) == 0.0:
+                raise ManifestError(f"{e['path']}: silent or non-finite audio; check the source track")
+    both = tracks["train"] & tracks["valid"]
+    if both:
+        raise ManifestError(f"{len(both)} track(s) are in both train and valid (e.g. {sorted(both)[0]}); "
+                            "re-run prepare")
+    return stats

@@ -160,3 +160,22 @@ def test_split_stats(audio_tree: Path, tmp_path: Path) -> None:
     st = split_stats(read_manifest(tmp_path / "w" / "egs" / "train"))
     assert st["sample_rates"] == [32000] and st["channels"] == [1]
     assert 0.5 <= st["min_s"] <= st["max_s"] == 1.0
+
+
+def test_check_egs(audio_tree: Path, tmp_path: Path) -> None:
+    from training.audiocraft.egs import check_egs
+
+    work = tmp_path / "w"
+    _run(audio_tree, work)
+    stats = check_egs(work / "egs", segment_seconds=1.0)
+    assert stats["train"]["files"] + stats["valid"]["files"] == 14
+    with pytest.raises(ManifestError, match="expected \\[48000\\]"):
+        check_egs(work / "egs", sample_rate=48000, segment_seconds=1.0)
+    with pytest.raises(ManifestError, match="longer than 0.5 s"):
+        check_egs(work / "egs", segment_seconds=0.5)
+    # A track listed in both splits is caught.
+    valid = work / "egs" / "valid" / "data.jsonl"
+    train_line = (work / "egs" / "train" / "data.jsonl").read_text().splitlines()[0]
+    valid.write_text(valid.read_text() + train_line + "\n")
+    with pytest.raises(ManifestError, match="in both train and valid"):
+        check_egs(work / "egs", segment_seconds=1.0)
