@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import logging
+import os
 import re
 import struct
 import sys
@@ -576,8 +577,9 @@ def fetch_subset(source: str | Path, out_dir: Path, num_tracks: int, *, progress
                  retries: int = 3) -> FetchResult:
     """The first ``num_tracks`` audio files of an FMA zip (http(s) URL or local path) or folder.
 
-    A folder is only listed (first ``num_tracks`` audio files by sorted relative path, nothing
-    copied; they count as ``skipped``), so ``out_dir`` is unused for it.
+    Zip members are extracted under ``out_dir``; a folder's first ``num_tracks`` audio files (by
+    sorted relative path) are symlinked there instead of copied, so ``out_dir`` always holds
+    exactly the subset, whatever the source.
     """
     if num_tracks < 1:
         raise FmaFetchError(f"the number of tracks must be at least 1 (got {num_tracks})")
@@ -589,19 +591,36 @@ def fetch_subset(source: str | Path, out_dir: Path, num_tracks: int, *, progress
                              label=url, extensions=extensions, progress=progress)
     path = Path(source).expanduser()
     if path.is_dir():
-        files = [p.resolve() for p in discover(path, extensions, recursive=True)[:num_tracks]]
-        if not files:
-            raise FmaFetchError(f"no audio files ({', '.join(extensions)}) under {path}; point --local at the "
-                                "folder holding the extracted FMA tracks, or at fma_small.zip")
-        if len(files) < num_tracks:
-            log.warning("%s holds only %d audio files; using those instead of the %d asked for",
-                        path, len(files), num_tracks)
-        return FetchResult(files=files, downloaded=0, skipped=len(files), bytes_fetched=0, source=str(path))
+        return _link_folder_subset(path, Path(out_dir), num_tracks, extensions)
     if path.is_file():
         return fetch_members(FileSource(path), out_dir, num_tracks, label=str(path), extensions=extensions,
                              progress=progress)
     raise FmaFetchError(f"{path} does not exist; pass an existing fma_small.zip, a folder of audio files, "
                         "or an http(s) URL")
+
+
+def _link_folder_subset(root: Path, out_dir: Path, num_tracks: int, extensions: Sequence[str]) -> FetchResult:
+    found = discover(root, extensions, recursive=True)[:num_tracks]
+    if not found:
+        raise FmaFetchError(f"no audio files ({', '.join(extensions)}) under {root}; point --local at the "
+                            "folder holding the extracted FMA tracks, or at fma_small.zip")
+    if len(found) < num_tracks:
+        log.warning("%s holds only %d audio files; using those instead of the %d asked for",
+                    root, len(found), num_tracks)
+    files, made = [], 0
+    for src in found:
+        link = out_dir / src.relative_to(root)
+        target = str(src.resolve())
+        if not (link.is_symlink() and os.readlink(link) == target):
+            if link.exists() and not link.is_symlink():
+                raise FmaFetchError(f"{link} exists and is not a link; empty {out_dir} or pick another --out")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            os.symlink(target, link)
+            made += 1
+        files.append(link)
+    return FetchResult(files=files, downloaded=made, skipped=len(files) - made, bytes_fetched=0,
+                       source=str(root))
 
 
 def resolve_fma_source(url: str | None, local: str | Path | None) -> str | Path:

@@ -84,3 +84,53 @@ def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("USER", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
     env["PATH"] = "/usr/bin:/bin"
     return env
+
+
+def make_fma_zip(path: Path, n_tracks: int = 6, seconds: float = 2.5) -> list[str]:
+    """An fma_small.zip look-alike (README, checksums, folders, mp3 and wav tracks); returns the
+    audio member names in archive order."""
+    import io
+    import zipfile
+
+    names = []
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("fma_small/README.txt", "FMA small look-alike for tests\n")
+        zf.writestr("fma_small/checksums", "")
+        for i in range(n_tracks):
+            ext = "mp3" if i % 2 == 0 else "wav"
+            buf = io.BytesIO()
+            sr = 44100 if ext == "mp3" else 22050
+            t = np.arange(int(seconds * sr)) / sr
+            kw = {"format": "MP3"} if ext == "mp3" else {"format": "WAV"}
+            noise = np.random.default_rng(i).normal(0, 0.05, t.size)  # real-music-like: barely compressible
+            sf.write(buf, (0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + noise).astype(np.float32), sr, **kw)
+            name = f"fma_small/{i // 3:03d}/{i + 2:06d}.{ext}"
+            zf.writestr(name, buf.getvalue(), compress_type=zipfile.ZIP_STORED if ext == "mp3"
+                        else zipfile.ZIP_DEFLATED)
+            names.append(name)
+    return names
+
+
+def run_notebook(name: str, out_dir: Path, **parameters) -> "object":
+    """Execute ``notebooks/<name>`` headless with papermill; returns the executed notebook."""
+    import papermill
+
+    repo = Path(__file__).resolve().parents[3]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return papermill.execute_notebook(
+        str(repo / "notebooks" / name), str(out_dir / name), parameters={"REPO_DIR": str(repo), **parameters},
+        kernel_name="python3", cwd=str(out_dir), progress_bar=False, log_output=False)
+
+
+def notebook_text(nb) -> str:
+    """Everything the executed cells printed (stdout/stderr streams and text results)."""
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                parts.append(o.get("text", ""))
+            elif "text/plain" in o.get("data", {}):
+                parts.append(o["data"]["text/plain"])
+            elif o.get("output_type") == "error":
+                parts.append(f"{o.get('ename')}: {o.get('evalue')}")
+    return "".join(parts)

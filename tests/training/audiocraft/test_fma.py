@@ -415,15 +415,24 @@ def test_local_zip_fallback(tracks: dict[str, bytes], tmp_path: Path) -> None:
     assert (again.downloaded, again.skipped, again.files) == (0, 3, res.files)
 
 
-def test_local_folder_fallback_lists_without_copying(tmp_path: Path) -> None:
+def test_local_folder_fallback_links_the_subset(tmp_path: Path) -> None:
     root = tmp_path / "fma_small"
     for rel in ["001/b.wav", "000/a.mp3", "000/notes.txt", "000/.hidden.wav", "002/deep/c.FLAC", "003/d.ogg"]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(b"x")
+        (root / rel).write_bytes(rel.encode())
     out = tmp_path / "out"
     res = fma.fetch_subset(root, out, 3, progress=False)
-    assert res.files == [(root / r).resolve() for r in ["000/a.mp3", "001/b.wav", "002/deep/c.FLAC"]]
-    assert (res.downloaded, res.skipped, res.bytes_fetched) == (0, 3, 0) and not out.exists()
+    chosen = ["000/a.mp3", "001/b.wav", "002/deep/c.FLAC"]
+    assert res.files == [out / r for r in chosen]
+    assert all(p.is_symlink() and p.read_bytes() == r.encode() for p, r in zip(res.files, chosen))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_symlink()) == chosen
+    assert (res.downloaded, res.skipped, res.bytes_fetched) == (3, 0, 0)
+    again = fma.fetch_subset(root, out, 3, progress=False)
+    assert (again.downloaded, again.skipped, again.files) == (0, 3, res.files)
+    (out / "000" / "a.mp3").unlink()
+    (out / "000" / "a.mp3").write_bytes(b"mine")
+    with pytest.raises(fma.FmaFetchError, match="not a link"):
+        fma.fetch_subset(root, out, 3, progress=False)
     with pytest.raises(fma.FmaFetchError, match="no audio files"):
         fma.fetch_subset(root / "000" / "..", out, 1, extensions=(".aiff",), progress=False)
     with pytest.raises(fma.FmaFetchError, match="does not exist"):
