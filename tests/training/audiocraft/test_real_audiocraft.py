@@ -85,3 +85,34 @@ def test_audiocraft_trains_on_prepared_data(tmp_path: Path, dset_name: str, capf
     assert len(json.loads((xp / "history.json").read_text())) == 1
     assert (xp / "checkpoint.th").stat().st_mtime_ns >= mtime
     shutil.rmtree(dora)
+
+
+def test_notebooks_train_for_real(tmp_path: Path, capfd) -> None:
+    """Notebook A on a local fma_small.zip (the fallback), then Notebook B trains, validates and
+    resumes — the RunPod path, on CPU with a tiny configuration."""
+    from .conftest import make_fma_zip, notebook_text, run_notebook
+
+    site = config_dir_from_probe(probe_python(AC_PYTHON, xformers=False)).parent
+    name = f"enc_hf_nb_{os.getpid()}"
+    make_fma_zip(tmp_path / "fma_small.zip", n_tracks=5, seconds=3.0)
+    common = dict(WORKSPACE=str(tmp_path), AUDIOCRAFT_DIR=str(site), WORK_DIR=str(tmp_path / "mini"),
+                  DSET_NAME=name, SEGMENT_SECONDS=1.0, PIP_INSTALL=False)
+    try:
+        run_notebook("01_fma_small_mini_setup.ipynb", tmp_path / "a", **common, INSTALL_SYSTEM_PACKAGES=False,
+                     CLONE_AUDIOCRAFT=False, DOWNLOAD_FMA=False, FMA_LOCAL=str(tmp_path / "fma_small.zip"),
+                     NUM_SAMPLES_TOTAL=5, RAW_DIR=str(tmp_path / "raw"), WORKERS=1)
+        nb = run_notebook(
+            "02_audiocraft_train_compression_debug.ipynb", tmp_path / "b", **common, AUDIOCRAFT_PYTHON=AC_PYTHON,
+            DORA_DIR=str(tmp_path / "dora"), BATCH_SIZE=2, NUM_WORKERS=0, UPDATES_PER_EPOCH=2, VALID_SAMPLES=2,
+            EPOCHS=1, DEVICE="cpu", CLEAR=True, RERUN=True,
+            EXTRA_OVERRIDES=["evaluate.num_workers=0", "dataset.train.num_samples=4",
+                             "dataset.evaluate.num_samples=2", "dataset.generate.num_samples=1",
+                             "dataset.generate.segment_duration=1", "dataset.segment_duration=1",
+                             "rvq.n_q=2", "rvq.bins=48"])
+    finally:
+        (site / "config" / "dset" / "audio" / f"{name}.yaml").unlink(missing_ok=True)
+    text = notebook_text(nb)
+    sig = next((tmp_path / "dora" / "xps").iterdir()).name
+    assert f"XP {sig}: 1 epoch(s), finite losses, checkpoint and" in text
+    assert f"Checkpoint loaded from {tmp_path / 'dora' / 'xps' / sig / 'checkpoint.th'}" in text  # the re-run
+    assert (tmp_path / "dora" / "xps" / sig / "losses.png").is_file()
