@@ -12,6 +12,7 @@ import pytest
     ("training.autoencoder", ("--1ch", "--32ch", "--data-dir", "--hf-dataset", "--resume", "key=value")),
     ("training.music.train_all_models", ("--datasets-dir", "--synthetic", "--resume", "--models")),
     ("training.music.download_datasets", ("--datasets-dir", "--organize", "--list")),
+    ("training.audiocraft", ("fetch-fma", "prepare", "dset", "launch", "xp")),
 ])
 def test_help(module: str, flags) -> None:
     res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)

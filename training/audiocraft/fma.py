@@ -34,6 +34,7 @@ from typing import Protocol
 
 from tqdm.auto import tqdm
 
+from training.music.download_datasets import format_bytes, parse_content_range
 from workflow.errors import WorkflowError
 from workflow.files import atomic_path, discover
 
@@ -228,12 +229,12 @@ class HttpRangeSource:
                 raise FmaFetchError(
                     f"{self.url} does not support HTTP range requests (it answered 200 to "
                     f"'Range: {rng}'); fetching a subset would download the whole file"
-                    + (f" ({_human_bytes(int(total))})" if total and total.isdigit() else "")
+                    + (f" ({format_bytes(int(total))})" if total and total.isdigit() else "")
                     + ". Download it yourself and pass --local PATH, or use a mirror that supports ranges"
                 )
             if response.status != 206:
                 raise FmaFetchError(f"{self.url} answered an unexpected HTTP {response.status} to 'Range: {rng}'")
-            first, last_byte, total = _parse_content_range(response.headers.get("Content-Range"))
+            first, last_byte, total = parse_content_range(response.headers.get("Content-Range"))
             if first is None or last_byte is None or total is None:
                 raise FmaFetchError(f"{self.url} sent a 206 without a usable Content-Range "
                                     f"({response.headers.get('Content-Range')!r}) for 'Range: {rng}'")
@@ -263,27 +264,10 @@ class HttpRangeSource:
         return first, b"".join(chunks)
 
 
-def _parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
-    """``bytes a-b/total`` → (a, b, total)."""
-    m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+)\s*", value or "")
-    if not m:
-        return None, None, None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3))
-
-
 def _check_span(start: int, length: int, size: int, where: str) -> None:
     if start < 0 or length < 0 or start + length > size:
         raise FmaFetchError(f"{where}: bytes {start}..{start + length} lie outside the file ({size} bytes); "
                             "the zip is truncated or its directory is corrupt")
-
-
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _where(src: ByteSource) -> str:
@@ -667,5 +651,5 @@ def fetch_main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"fetch-fma: {len(res.files)} tracks from {res.source}: {res.downloaded} downloaded, "
-          f"{res.skipped} skipped (already there), {_human_bytes(res.bytes_fetched)} fetched")
+          f"{res.skipped} skipped (already there), {format_bytes(res.bytes_fetched)} fetched")
     return 0

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.music.download_datasets import format_bytes
 from workflow.errors import WorkflowError
 
 STAGES = ("train", "valid", "evaluate", "generate")
@@ -190,18 +191,10 @@ def describe(summary: XpSummary) -> str:
              f"  argv   : {' '.join(summary.argv) or '-'}", f"  epochs : {summary.epochs}", "  files  :"]
     for name in KEY_FILES:
         size = summary.files.get(name)
-        lines.append(f"    {name:20s} {'missing' if size is None else _size(size)}")
+        lines.append(f"    {name:20s} {'missing' if size is None else format_bytes(size)}")
     lines.append(f"    {'samples/':20s} {summary.samples} file(s)")
     lines.append(metrics_table(summary))
     return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def default_plot_path(summary: XpSummary) -> Path:

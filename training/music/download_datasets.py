@@ -436,7 +436,7 @@ def _part_paths(dest: Path) -> tuple[Path, Path]:
     return part, part.with_name(part.name + ".json")
 
 
-def _parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
+def parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
     """``bytes a-b/total`` → (a, b, total); ``bytes */total`` → (None, None, total)."""
     if not value:
         return None, None, None
@@ -481,7 +481,7 @@ def _transfer(
     except urllib.error.HTTPError as exc:
         try:
             if exc.code == 416 and offset:
-                _, _, total = _parse_content_range(exc.headers.get("Content-Range"))
+                _, _, total = parse_content_range(exc.headers.get("Content-Range"))
                 if total is not None and total == offset:
                     log.info("%s: %s already holds all %d bytes", label, part.name, total)
                     return
@@ -513,7 +513,7 @@ def _transfer(
                 "publisher probably requires registration, a form or a login first"
             )
         if status == 206:
-            start, _, total = _parse_content_range(response.headers.get("Content-Range"))
+            start, _, total = parse_content_range(response.headers.get("Content-Range"))
             if start != offset:
                 _unlink(part, part_meta)
                 raise _TransientError(
