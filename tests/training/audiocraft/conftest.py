@@ -18,19 +18,6 @@ import pytest
 import soundfile as sf
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """CLI ``main`` calls ``logging.basicConfig(force=True)`` on pytest's capture stream; put the
-    root handlers back so later tests don't log into a closed stream."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 def write_tone(path: Path, seconds: float, sr: int, channels: int = 1, freq: float = 220.0, **kw) -> Path:
     t = np.arange(int(round(seconds * sr))) / sr
     x = np.stack([0.3 * np.sin(2 * np.pi * (freq + 30 * c) * t) for c in range(channels)], axis=1)
