@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import getpass
 import json
-import logging
 import os
 import re
 import shlex
@@ -35,12 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from workflow.errors import WorkflowError
-
 from .dset import DsetError, load_datasource, missing_keys, parse_dset_name
 from .egs import ManifestError, read_manifest
-
-log = logging.getLogger(__name__)
 
 _PROBE = r"""
 import importlib.util, json, sys, warnings, io, contextlib
@@ -60,10 +55,6 @@ if out["audiocraft"] and "xformers" in sys.argv:
         out["xformers"] = f"{type(exc).__name__}: {exc}"[:300]
 print("PROBE" + json.dumps(out))
 """
-
-
-class PreflightError(WorkflowError):
-    """The launch would fail: the message lists each problem on one line."""
 
 
 @dataclass
@@ -175,8 +166,10 @@ def preflight(spec: LaunchSpec, base_env: dict[str, str] | None = None) -> Prefl
     pf = Preflight()
     try:
         parse_dset_name(spec.dset)
+        dset_ok = True
     except DsetError as exc:
         pf.errors.append(str(exc))
+        dset_ok = False
     if any(o.startswith(("dset=", "solver=")) for o in spec.overrides):
         pf.errors.append("pass dset and solver with --dset/--solver, not as overrides (they would be given twice)")
 
@@ -236,7 +229,7 @@ def preflight(spec: LaunchSpec, base_env: dict[str, str] | None = None) -> Prefl
             pf.errors.append(f"AudioCraft's config folder {config_dir} is missing (wheels lack config/): "
                              "install from a git checkout with `pip install -e`, or link the sdist's "
                              "config/ there")
-        else:
+        elif dset_ok:
             pf.errors.extend(check_datasource(config_dir, spec.dset, spec.overrides,
                                               Path(spec.cwd or Path.cwd())))
     pf.config_dir = config_dir

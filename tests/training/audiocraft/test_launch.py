@@ -69,7 +69,7 @@ def test_dset_given_as_path(ready, clean_env) -> None:
     fake, _, spec = ready
     spec.dset = str(fake.config_dir / "dset" / "audio" / "mini.yaml")
     errs = _errors(spec, clean_env)
-    assert errs[0].startswith("dset=") and "use dset=audio/mini" in errs[0]
+    assert len(errs) == 1 and errs[0].startswith("dset=") and "use dset=audio/mini" in errs[0]
 
 
 @pytest.mark.parametrize("value", ["???", None])
