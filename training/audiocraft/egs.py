@@ -10,10 +10,10 @@ AudioCraft reads a dataset split as a folder holding ``data.jsonl``: one JSON ob
     WORK/egs/valid/…
 
 The split is by *source track* (segments of one song never straddle train and valid), ordered by
-a seeded hash of the track's relative path, so it is deterministic, independent of listing order
-and stable when tracks are added. Re-running changes nothing that is already right: finished
-segments are skipped, correct links are kept, and a manifest is rewritten only if its content
-would change.
+a seeded hash of the track's relative path: deterministic, independent of listing order, and
+adding tracks moves only the few next to the cut. Re-running changes nothing that is already
+right: finished segments are skipped, correct links are kept, and a manifest is rewritten only if
+its content would change.
 """
 
 from __future__ import annotations
