@@ -72,6 +72,15 @@ def clone_audiocraft(dest: Path, repo: str = "https://github.com/facebookresearc
     return dest
 
 
+def install_audiocraft(checkout: Path, *, python: str = sys.executable, enabled: bool = True) -> bool:
+    """``pip install -e <checkout>`` unless ``python`` already imports audiocraft from there."""
+    origin = probe_python(python, xformers=False).get("audiocraft")
+    if origin and Path(origin).resolve().is_relative_to(Path(checkout).resolve()):
+        print(f"AudioCraft already installed from {checkout}")
+        return False
+    return pip_install(["-q", "-e", str(checkout)], python=python, enabled=enabled)
+
+
 def ensure_xformers(python: str = sys.executable, *, allow_install: bool = True) -> str:
     """Make ``import xformers.ops`` work for ``python``; never raises (xformers must not stop a run).
 

@@ -62,3 +62,11 @@ def test_require_artifacts(tmp_path: Path) -> None:
     nb.require_artifacts({"here": tmp_path})
     with pytest.raises(nb.MissingArtifactError, match=r"missing: egs \(.*\) — run Notebook A"):
         nb.require_artifacts({"here": tmp_path, "egs": tmp_path / "egs"})
+
+
+def test_install_audiocraft_skips_an_installed_checkout(make_fake_audiocraft, tmp_path: Path, capsys) -> None:
+    fake = make_fake_audiocraft()
+    assert nb.install_audiocraft(fake.root, python=fake.python) is False
+    assert f"AudioCraft already installed from {fake.root}" in capsys.readouterr().out
+    assert nb.install_audiocraft(tmp_path / "elsewhere", python=fake.python, enabled=False) is False
+    assert "skipped (PIP_INSTALL=False): " in capsys.readouterr().out
