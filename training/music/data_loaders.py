@@ -1090,6 +1090,51 @@ def _extract_all(
 # datasets
 
 
+@dataclass
+class _Rows:
+    paths: list[Path]
+    features: list[np.ndarray]
+    targets: list[np.ndarray]
+    whole: list[np.ndarray]
+
+
+def _halves_rows(
+    matched: Sequence[tuple[Path, Any]],
+    ext: _Extraction,
+    skipped: list[tuple[Path, str]],
+    *,
+    labelled: bool,
+    view: Callable[[np.ndarray], np.ndarray],
+    label_target: Callable[[Any], np.ndarray],
+    too_short: Callable[[np.ndarray], bool],
+    short_reason: str,
+) -> _Rows:
+    """Rows from ``[3, F]`` records (whole, first half, second half), as ``view`` shows them.
+
+    Labelled: whole piece → ``label_target(label)``. Continuation: first half → second half; a
+    record ``too_short`` for that is skipped with ``short_reason`` (appended to ``skipped``).
+    """
+    rows = _Rows([], [], [], [])
+    for p, label in matched:
+        rec = ext.records.get(p)
+        if rec is None:
+            continue
+        v = view(rec)
+        if labelled:
+            rows.features.append(v[0])
+            rows.targets.append(label_target(label))
+        else:
+            if too_short(rec):
+                log.warning("%s: skipped (%s)", p, short_reason)
+                skipped.append((p, short_reason))
+                continue
+            rows.features.append(v[1])
+            rows.targets.append(v[2])
+        rows.whole.append(v[0])
+        rows.paths.append(p)
+    return rows
+
+
 class MusicDataset(Dataset):
     """Base class: in-memory ``features [N, F]`` / ``targets [N, Y]`` with the shared attributes.
 
@@ -1361,28 +1406,12 @@ class MelodyDataset(MusicDataset):
         )
         skipped = list(ext.skipped)
         names = [f"pitch_{p:03d}" for p in range(128)]
-        paths: list[Path] = []
-        feats: list[np.ndarray] = []
-        targs: list[np.ndarray] = []
-        whole: list[np.ndarray] = []
-        for p, va in matched:
-            rec = ext.records.get(p)
-            if rec is None:
-                continue
-            dist = rec / np.maximum(rec.sum(axis=1, keepdims=True), 1.0)
-            if labelled:
-                feats.append(dist[0])
-                targs.append(emotion_embedding(*va))
-            else:
-                if rec[1].sum() == 0 or rec[2].sum() == 0:
-                    reason = "too short for the continuation target (needs notes in both halves)"
-                    log.warning("%s: skipped (%s)", p, reason)
-                    skipped.append((p, reason))
-                    continue
-                feats.append(dist[1])
-                targs.append(dist[2])
-            whole.append(dist[0])
-            paths.append(p)
+        rows = _halves_rows(
+            matched, ext, skipped, labelled=labelled,
+            view=lambda rec: rec / np.maximum(rec.sum(axis=1, keepdims=True), 1.0),
+            label_target=lambda va: emotion_embedding(*va),
+            too_short=lambda rec: rec[1].sum() == 0 or rec[2].sum() == 0,
+            short_reason="too short for the continuation target (needs notes in both halves)")
         if labelled:
             tnames, mode = _emotion_names(), "labels"
             desc = "emotion_embedding(valence, arousal) from emotion_labels.json"
@@ -1391,9 +1420,9 @@ class MelodyDataset(MusicDataset):
             desc = "pitch distribution of the second half of the piece (input: first half)"
             mode = "continuation"
         self._setup(
-            root=root, mode=mode, features=np.array(feats).reshape(-1, 128),
-            targets=np.array(targs).reshape(-1, len(tnames)), feature_names=names, target_names=tnames,
-            target_description=desc, paths=paths, whole_features=np.array(whole).reshape(-1, 128),
+            root=root, mode=mode, features=np.array(rows.features).reshape(-1, 128),
+            targets=np.array(rows.targets).reshape(-1, len(tnames)), feature_names=names, target_names=tnames,
+            target_description=desc, paths=rows.paths, whole_features=np.array(rows.whole).reshape(-1, 128),
             skipped=skipped, unlabelled=unlabelled, missing=missing,
             cache_hits=ext.cache_hits, extracted=ext.extracted,
         )
@@ -1553,27 +1582,10 @@ class GrooveDataset(MusicDataset):
             cache_dir=self._cache_dir(root, cache, cache_dir), workers=workers, progress=progress,
         )
         skipped = list(ext.skipped)
-        paths: list[Path] = []
-        feats: list[np.ndarray] = []
-        targs: list[np.ndarray] = []
-        whole: list[np.ndarray] = []
-        for p, lab in matched:
-            rec = ext.records.get(p)
-            if rec is None:
-                continue
-            if labelled:
-                feats.append(rec[0])
-                targs.append(lab)
-            else:
-                if not np.isfinite(rec).all():
-                    reason = "too short for the continuation target (spans fewer than 2 bars)"
-                    log.warning("%s: skipped (%s)", p, reason)
-                    skipped.append((p, reason))
-                    continue
-                feats.append(rec[1])
-                targs.append(rec[2])
-            whole.append(rec[0])
-            paths.append(p)
+        rows = _halves_rows(
+            matched, ext, skipped, labelled=labelled, view=lambda rec: rec, label_target=lambda lab: lab,
+            too_short=lambda rec: not np.isfinite(rec).all(),
+            short_reason="too short for the continuation target (spans fewer than 2 bars)")
         if labelled:
             tnames, mode = list(label_names), "labels"
             desc = f"drum_labels.json values ({', '.join(label_names)})"
@@ -1581,10 +1593,10 @@ class GrooveDataset(MusicDataset):
             tnames, mode = [f"next_{x}" for x in GROOVE_FEATURE_NAMES], "continuation"
             desc = "32 groove features of the second half of the bars (input: first half)"
         self._setup(
-            root=root, mode=mode, features=np.array(feats).reshape(-1, 32),
-            targets=np.array(targs).reshape(-1, len(tnames)), feature_names=list(GROOVE_FEATURE_NAMES),
-            target_names=tnames, target_description=desc, paths=paths,
-            whole_features=np.array(whole).reshape(-1, 32), skipped=skipped, unlabelled=unlabelled,
+            root=root, mode=mode, features=np.array(rows.features).reshape(-1, 32),
+            targets=np.array(rows.targets).reshape(-1, len(tnames)), feature_names=list(GROOVE_FEATURE_NAMES),
+            target_names=tnames, target_description=desc, paths=rows.paths,
+            whole_features=np.array(rows.whole).reshape(-1, 32), skipped=skipped, unlabelled=unlabelled,
             missing=missing, cache_hits=ext.cache_hits, extracted=ext.extracted,
         )
         if labelled:
