@@ -896,6 +896,14 @@ def _content_root(raw_dir: Path) -> Path:
             return root
 
 
+def _midi_files(root: Path, raw_dir: Path, dataset: str) -> list[Path]:
+    """Every ``.mid``/``.midi`` under ``root``, sorted; none is an :class:`OrganizeError`."""
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi") and p.is_file())
+    if not files:
+        raise OrganizeError(f"no .mid/.midi files under {raw_dir}; was the {dataset} archive extracted there?")
+    return files
+
+
 def _place(src: Path, dst: Path, *, link: bool) -> bool:
     """Hardlink (or copy) ``src`` to ``dst`` atomically; False when an equal-size file is there."""
     try:
@@ -1023,9 +1031,7 @@ def organize_lakh(raw_dir: Path, training_dir: Path, *, link: bool = True,
     """``training/midi/<same sub-folders as the archive>/<md5>.mid``; no labels (none exist)."""
     result = OrganizeResult("lakh")
     root = _content_root(raw_dir)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi") and p.is_file())
-    if not files:
-        raise OrganizeError(f"no .mid files under {raw_dir}; was the Lakh archive extracted there?")
+    files = _midi_files(root, raw_dir, "Lakh")
     midi_dir = training_dir / "midi"
     _place_tree(((p, midi_dir / p.relative_to(root)) for p in files), result, link=link,
                 progress=progress, desc="organize lakh")
@@ -1042,9 +1048,7 @@ def organize_maestro(raw_dir: Path, training_dir: Path, *, link: bool = True,
     """``training/maestro/<year>/<file>.midi`` plus the dataset's own metadata CSV/JSON."""
     result = OrganizeResult("maestro")
     root = _content_root(raw_dir)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi") and p.is_file())
-    if not files:
-        raise OrganizeError(f"no .midi files under {raw_dir}; was the MAESTRO archive extracted there?")
+    files = _midi_files(root, raw_dir, "MAESTRO")
     out = training_dir / "maestro"
     meta = sorted(p for p in root.glob("maestro-v*.*") if p.suffix in (".csv", ".json"))
     pairs = [(p, out / p.relative_to(root)) for p in files] + [(p, out / p.name) for p in meta]
