@@ -370,6 +370,19 @@ def _check_files(files: Sequence[AudioFileInfo], mode: str, channels: int, what:
     return files
 
 
+def _init_segments(obj: Dataset, files: Sequence[AudioFileInfo], *, mode: Mode, channels: int,
+                   sample_rate: int, segment_seconds: float, seed: int) -> None:
+    """The checks and attributes both segment datasets share (files, mode, rate, segment length, seed)."""
+    _check_mode(mode, channels)
+    obj.files = _check_files(files, mode, channels, type(obj).__name__)
+    obj.mode = mode
+    obj.channels = int(channels)
+    obj.sample_rate = int(sample_rate)
+    obj.segment_seconds = float(segment_seconds)
+    obj.segment_samples = _segment_samples(obj.sample_rate, obj.segment_seconds)
+    obj.seed = int(seed)
+
+
 # ============================================================================ datasets
 
 
@@ -395,17 +408,11 @@ class AudioSegmentDataset(Dataset):
         length: int = 2000 * 32,
         seed: int = 0,
     ) -> None:
-        _check_mode(mode, channels)
-        self.files = _check_files(files, mode, channels, "AudioSegmentDataset")
+        _init_segments(self, files, mode=mode, channels=channels, sample_rate=sample_rate,
+                       segment_seconds=segment_seconds, seed=seed)
         if length < 1:
             raise AutoencoderDataError(f"length (items per epoch) must be >= 1, got {length}")
-        self.mode = mode
-        self.channels = int(channels)
-        self.sample_rate = int(sample_rate)
-        self.segment_seconds = float(segment_seconds)
-        self.segment_samples = _segment_samples(self.sample_rate, self.segment_seconds)
         self.length = int(length)
-        self.seed = int(seed)
         self._cum = np.cumsum([f.frames / f.sample_rate for f in self.files], dtype=np.float64)
         # shared memory: persistent DataLoader workers read the epoch set in the main process
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -487,16 +494,10 @@ class ValidationSet(Dataset):
         n_segments: int = 64,
         seed: int = 1234,
     ) -> None:
-        _check_mode(mode, channels)
-        self.files = _check_files(files, mode, channels, "ValidationSet")
+        _init_segments(self, files, mode=mode, channels=channels, sample_rate=sample_rate,
+                       segment_seconds=segment_seconds, seed=seed)
         if n_segments < 1:
             raise AutoencoderDataError(f"n_segments must be >= 1, got {n_segments}")
-        self.mode = mode
-        self.channels = int(channels)
-        self.sample_rate = int(sample_rate)
-        self.segment_seconds = float(segment_seconds)
-        self.segment_samples = _segment_samples(self.sample_rate, self.segment_seconds)
-        self.seed = int(seed)
         rng = np.random.default_rng([self.seed, 0x7A1])
         order = rng.permutation(len(self.files))
         refs = []
