@@ -10,16 +10,19 @@
 #   * The wheel lacks config/; Dora reads ../config next to audiocraft/train.py, so the sdist's
 #     config/ is linked as site-packages/config.
 #   * The generate stage pipes audio through ffmpeg: imageio-ffmpeg's binary is linked as bin/ffmpeg.
+# Everything else comes from requirements/audiocraft.lock.txt (exact versions, `make lock`) and
+# torch from the project's pin in constraints.txt.
 set -euo pipefail
 VENV=${1:?usage: make_audiocraft_venv.sh VENV_DIR}
 PYTHON=${PYTHON:-python3}
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
+LOCK="$REPO/requirements/audiocraft.lock.txt"
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
-"$PY" -m pip install -q --upgrade pip wheel
+"$PY" -m pip install -q $(grep -E '^(pip|wheel)==' "$LOCK")
 "$PY" -m pip install -q --no-deps "audiocraft==1.3.0" "xformers==0.0.35" "torchaudio==2.11.0"
-"$PY" -m pip install -q "torch==2.13.0" numpy einops flashy hydra-core julius dora-search soundfile av \
-    num2words spacy transformers librosa torchmetrics imageio-ffmpeg
+"$PY" -m pip install -q -r "$LOCK" -c "$REPO/constraints.txt" torch
 SP=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 rm -f "$SP/torchaudio/lib/_torchaudio.abi3.so"
 SDIST=$(mktemp -d)
