@@ -886,6 +886,7 @@ def _randomize_codebooks(model: Any, spec: CodecSpec) -> None:
     import torch
 
     if spec.family == "encodec":
+        _condition_encodec_latents(model, spec)
         layers = getattr(model.quantizer, "layers", None)
         books = [l.codebook for l in layers] if layers is not None else [l._codebook for l in model.quantizer.vq.layers]
     elif spec.family == "xcodec":
@@ -909,6 +910,31 @@ def _randomize_codebooks(model: Any, spec: CodecSpec) -> None:
                 book.cluster_size.fill_(1)
             nearest = torch.cdist(residual, embed).argmin(dim=1)
             residual = residual - embed[nearest]
+
+
+def _condition_encodec_latents(model: Any, spec: CodecSpec) -> None:
+    """Centre an untrained EnCodec's latents and give them unit spread per dimension.
+
+    Untrained, the encoder's last convolution outputs frames that are nearly all its bias (mean
+    norm ~26x the spread), so the quantizer's float32 distances ``|x|^2 - 2x.e + |e|^2`` cancel
+    catastrophically and rounding decides many codes. Rescaling that convolution (weight and
+    bias) on the probe signal gives latents shaped like a trained model's, and codes that depend
+    on the input, not on the order of a floating-point sum.
+    """
+    import torch
+
+    last = model.encoder.layers[-1] if hasattr(model.encoder, "layers") else model.encoder.model[-1]
+    conv = last.conv if hasattr(last.conv, "bias") and hasattr(last.conv, "weight") else last.conv.conv
+    latents = _quantizer_input(model, spec).float()
+    mean, spread = latents.mean(0), latents.std(0).median().clamp_min(1e-8)
+    with torch.no_grad():
+        if hasattr(conv, "parametrizations"):  # transformers: torch.nn.utils.parametrizations.weight_norm
+            conv.parametrizations.weight.original0.div_(spread)
+        elif hasattr(conv, "weight_g"):  # Meta's encodec: the older torch.nn.utils.weight_norm
+            conv.weight_g.div_(spread)
+        else:  # pragma: no cover - no weight norm
+            conv.weight.div_(spread)
+        conv.bias.sub_(mean).div_(spread)
 
 
 def _load_random(spec: CodecSpec, overrides: Mapping[str, Any] | None) -> Any:

@@ -268,13 +268,19 @@ def test_checkpoint_roundtrip_predictions(trained: dict, cache: Path) -> None:
     preds = predict_split(model, info, cache, "validation")
     val = CacheDataset(cache, "validation")
     assert [p.shape for p in preds] == [(K, t) for t in val.lengths()] and preds[0].dtype == np.int16
-    # the reloaded model reproduces the validation accuracy measured during training exactly
+    # Tokens whose top-2 logits are a near-tie may flip when rows are batched differently (and,
+    # codebook by codebook, so may the later codebooks of that frame); all others are fixed.
+    ties = _near_tie_frames(model, val)
+    total = K * int(val.lengths().sum())
     hits = sum(int((p == val[i]["codes"].numpy()).sum()) for i, p in enumerate(preds))
-    accuracy = hits / (K * int(val.lengths().sum()))
-    assert accuracy == pytest.approx(trained["best_metrics"]["val_pred_accuracy"])
+    # the reloaded model reproduces the validation accuracy measured during training
+    loose = K * sum(int(t.sum()) for t in ties)
+    assert abs(hits / total - trained["best_metrics"]["val_pred_accuracy"]) <= loose / total + 1e-9
     again, _ = load_model(checkpoint_paths(trained["save_path"])["best"])
     subset = predict_split(again, info, cache, "validation", indices=[5, 2])
-    assert np.array_equal(subset[0], preds[5]) and np.array_equal(subset[1], preds[2])
+    for got, row in zip(subset, (5, 2)):
+        assert got.shape == preds[row].shape
+        np.testing.assert_array_equal(got[:, ~ties[row]], preds[row][:, ~ties[row]])
     stats = evaluate(model, CacheDataset(cache, "validation"))
     assert stats["loss"] == pytest.approx(trained["best_metrics"]["val_loss"], rel=1e-5)
 
@@ -357,3 +363,18 @@ def test_torchrun_two_processes_on_cpu(cache: Path, tmp_path: Path) -> None:
     assert lines[0]["loss"] == pytest.approx(lines[1]["loss"])  # all-reduced: the same on both ranks
     model, _ = load_model(tmp_path / "ddp.pt")
     assert model.n_codebooks == K
+
+
+def _near_tie_frames(model, ds, rel: float = 1e-4) -> list[np.ndarray]:
+    """Per row, the frames where some codebook's best and second-best logits (along the greedy
+    path, all rows in one batch) are within ``rel`` of the largest logit: bool ``[T_row]``."""
+    batch = ds.batch(list(range(len(ds))))
+    with torch.no_grad():
+        model.eval()
+        _, logits = model.greedy(model.encode(batch["grid"], batch["drummer_id"], batch["kit_id"],
+                                              batch["style_id"], batch["mask"]))
+    top2 = logits.topk(2, dim=-1).values  # [B, K, T, 2]
+    scale = logits.abs().amax(dim=(-1, -2, -3), keepdim=True)[..., 0]  # [B, 1, 1]
+    tie = ((top2[..., 0] - top2[..., 1]) <= rel * scale).any(dim=1)  # [B, T]
+    return [tie[i, :t].numpy() for i, t in enumerate(batch["length"].tolist())]
+

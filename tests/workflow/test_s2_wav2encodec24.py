@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.codec_checks import LATENT_RTOL, assert_codes_match_up_to_ties, encodec_latents, encodec_margins, padded_row
 from workflow import ecdc
+from workflow.audio import read_audio
 from workflow.codecs import load_codec
 from workflow.demo import tone
 from workflow.runner import run_cli
@@ -52,10 +54,12 @@ def test_encodes_tree_with_exact_codes_and_header(norm_tree: Path, tmp_path: Pat
         assert (h.model, h.num_codebooks, h.audio_length) == ("encodec_24khz", 8, n)
         assert tok.num_frames == math.ceil(n / 320)
         assert h.meta["weights"] == "random" and h.fps == 75 and h.meta["bw"] == 6.0
-        # The file holds exactly what encoding that file alone gives.
-        from workflow.audio import read_audio
+        # The file holds what encoding that file alone gives, up to near-ties (tests/codec_checks.py).
         audio, _ = read_audio(norm_tree / rel)
-        np.testing.assert_array_equal(tok.codes, codec.encode(audio).segments[0])
+        z = encodec_latents(codec, padded_row(codec, audio))
+        margins = encodec_margins(codec, z, codec.encode(audio).segments[0],
+                                  LATENT_RTOL * float(z.norm(dim=0).max()))
+        assert_codes_match_up_to_ties(tok.codes, margins, what=rel)
         assert tok.codes.dtype == np.int16 and 0 <= tok.codes.min() and tok.codes.max() < 1024
         # 10 bits per code on disk.
         assert path.stat().st_size == h.data_offset + math.ceil(tok.codes.size * 10 / 8)

@@ -114,7 +114,8 @@ def test_emotion_embedding_is_deterministic_bounded_and_invertible() -> None:
     # the corner bump (v=-1, a=-1) is component 0; (v=+1, a=+1) the last
     assert np.argmax(emotion_embedding(-1, -1)) == 0 and np.argmax(emotion_embedding(1, 1)) == 63
     np.testing.assert_allclose(decode_emotion_embedding(a), (0.3, -0.7), atol=1e-4)
-    np.testing.assert_array_equal(emotion_embeddings(np.array([[0.3, -0.7]]))[0], a)
+    # the vectorised form computes the same float32 values (exp may round differently by an ulp)
+    np.testing.assert_allclose(emotion_embeddings(np.array([[0.3, -0.7]]))[0], a, rtol=1e-6, atol=1e-9)
     with pytest.raises(UsageError, match="outside"):
         emotion_embedding(1.5, 0.0)
 
@@ -302,8 +303,8 @@ def test_melody_with_emotion_labels_targets_the_embedding(tmp_path: Path) -> Non
     ds = MelodyDataset(root)
     assert ds.mode == "labels" and ds.target_dim == 64
     assert ds.keys == ["deep/other.midi", "one_note.mid", "song.mid"]  # a single note is fine here
-    np.testing.assert_array_equal(ds.targets[2], emotion_embedding(0.5, -0.5))
-    np.testing.assert_array_equal(ds.targets[0], emotion_embedding(-1.0, 1.0))
+    np.testing.assert_allclose(ds.targets[2], emotion_embedding(0.5, -0.5), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ds.targets[0], emotion_embedding(-1.0, 1.0), rtol=1e-6, atol=1e-9)
     assert ds.missing == ["gone.mid"] and "third.mid" in [p.name for p in ds.unlabelled]
     assert ds.features[1][60] == 1.0
     assert MelodyDataset(root, use_labels=False).mode == "continuation"
