@@ -42,23 +42,25 @@ def _hist(run: Path) -> dict:
 
 def test_short_run_lowers_validation_loss(audio_dir: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    # Reconstruction losses first (the adversarial ones join after 40 updates), lr raised for a
-    # 48-update run; everything else is the paper configuration at toy size.
+    # 24 updates on 0.25 s segments (~35 s on 2 idle cores), lr raised: reconstruction losses for
+    # 16, then the adversarial ones join (so every loss is logged); everything else is the paper
+    # configuration at toy size. The best val_loss (epoch 1, before the adversarial losses) is
+    # measured at 0.79x the untrained one; asserted: < 0.9x.
     assert main(["--1ch", "--data-dir", str(audio_dir), "--out", str(run), "--device", "cpu", *TINY,
-                 "optim.epochs=4", "optim.updates_per_epoch=12", "optim.lr=1e-3",
-                 "losses.adv_warmup_updates=40"]) == 0
+                 "optim.epochs=2", "optim.updates_per_epoch=12", "optim.lr=2e-3",
+                 "losses.adv_warmup_updates=16", "data.segment_seconds=0.25"]) == 0
     out = capsys.readouterr().out
     initial = float(out.split("epoch 0 (untrained): val_loss ")[1].split()[0])
     val = _hist(run)["val_loss"]
-    assert len(val) == 4 and min(val) < 0.85 * initial, (initial, val)
+    assert len(val) == 2 and min(val) < 0.9 * initial, (initial, val)
     h = _hist(run)
     for key in ("l1", "mel", "adv", "feat", "d_loss", "val_si_snr", "val_mel", "val_l1"):
         assert key in h and all(math.isfinite(v) for v in h[key]), key
     assert any(k.startswith("balancer_share") for k in h)  # per-loss gradient shares are logged
     assert (run / "checkpoints" / "autoencoder_best.pt").is_file()
-    assert (run / "samples" / "epoch0004_recon.wav").is_file() and (run / "samples" / "epoch0004_spectrogram.png").is_file()
-    rec, sr = sf.read(run / "samples" / "epoch0004_recon.wav")
-    assert sr == 24000 and rec.shape[0] == 12000
+    assert (run / "samples" / "epoch0002_recon.wav").is_file() and (run / "samples" / "epoch0002_spectrogram.png").is_file()
+    rec, sr = sf.read(run / "samples" / "epoch0002_recon.wav")
+    assert sr == 24000 and rec.shape[0] == 6000  # one 0.25 s validation segment
 
 
 def test_resume_continues_exactly_with_rvq(audio_dir: Path, tmp_path: Path) -> None:
