@@ -27,7 +27,6 @@ import argparse
 import concurrent.futures as cf
 import logging
 import math
-import os
 import random
 import sys
 import threading
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow import audio, ecdc
+from workflow.dist import DistInfo, dist_info, effective_shard  # noqa: F401 - DistInfo re-exported
 from workflow.errors import EcdcFormatError, UsageError
 from workflow.files import (
     AUDIO_EXTENSIONS, check_output_not_inside_input, discover, mirror_path, relative_key,
@@ -52,28 +52,6 @@ STAGE = "s2_wav2encodec24"
 # Measured with EnCodec 24 kHz on a 2-core CPU: ~10 s of audio per forward pass is fastest
 # (35× real time; 60 s batches drop to 12×, the activations outgrow the caches).
 DEFAULT_BATCH_SECONDS = {"cpu": 10.0, "cuda": 120.0}
-
-
-# -- distributed ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-
-def dist_info(env: dict[str, str] | None = None) -> DistInfo:
-    """Rank and world size from ``torchrun``'s environment (1 process when absent)."""
-    env = dict(os.environ if env is None else env)
-    world = int(env.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    return DistInfo(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")))
-
-
-def effective_shard(shard_index: int, shard_count: int, dist: DistInfo) -> tuple[int, int]:
-    """Combine user shards (e.g. SLURM array jobs) with torchrun ranks into one shard id."""
-    return shard_index * dist.world_size + dist.rank, shard_count * dist.world_size
 
 
 # -- outputs ---------------------------------------------------------------------------------------
