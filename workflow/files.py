@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -195,3 +196,54 @@ def commit_group(pairs: Sequence[tuple[Path, Path]]) -> None:
     """
     for tmp, final in reversed(pairs):
         os.replace(tmp, final)
+
+
+def link_or_copy(src: Path | str, dst: Path | str, *, link: bool = True) -> bool:
+    """Put a copy of ``src`` at ``dst`` atomically: a hard link when possible, else a real copy.
+
+    The link (or copy, with ``shutil.copy2`` metadata) is made under a temporary sibling name and
+    ``os.replace``d onto ``dst``, so ``dst`` is either its old self or complete, never half
+    written. ``link=False`` always copies. Returns True when ``dst`` is a hard link to ``src``,
+    False when it is a copy (``link=False``, another filesystem, or links unsupported).
+    """
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(dst)
+    linked = False
+    try:
+        if link:
+            tmp.unlink()  # os.link will not replace the placeholder temp_sibling made
+            try:
+                os.link(src, tmp)
+                linked = True
+            except OSError:  # another filesystem, or links unsupported
+                pass
+        if not linked:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return linked
+
+
+def write_bytes_if_changed(path: Path | str, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless the file already holds exactly these bytes.
+
+    An unchanged file keeps its bytes and its mtime. Returns whether ``path`` was written. A file
+    that cannot be read (missing, a folder's permissions) counts as changed.
+    """
+    path = Path(path)
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+    return True
+
+
+def write_text_if_changed(path: Path | str, text: str) -> bool:
+    """:func:`write_bytes_if_changed` for UTF-8 ``text`` (compared as bytes, newlines included)."""
+    return write_bytes_if_changed(path, text.encode("utf-8"))

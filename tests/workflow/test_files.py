@@ -113,3 +113,45 @@ def test_commit_group_renames_first_last(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         files.commit_group(list(zip(tmps2, finals2)))
     assert not finals2[0].exists() and finals2[1].exists() and finals2[2].exists()
+
+
+def test_link_or_copy_links_replaces_and_copies(tmp_path: Path) -> None:
+    src = _touch(tmp_path / "src" / "a.mid", b"midi")
+    dst = tmp_path / "out" / "deep" / "a.mid"
+    assert files.link_or_copy(src, dst) is True  # same filesystem: a hard link
+    assert dst.read_bytes() == b"midi" and os.path.samefile(src, dst)
+    src2 = _touch(tmp_path / "src" / "b.mid", b"new bytes")
+    assert files.link_or_copy(src2, dst, link=False) is False  # an existing dst is replaced,
+    assert dst.read_bytes() == b"new bytes" and not os.path.samefile(src2, dst)
+    assert src.read_bytes() == b"midi"  # not written through the old link
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["a.mid"]  # no temp left
+
+
+def test_link_or_copy_falls_back_to_copy_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _touch(tmp_path / "a.bin", b"data")
+    dst = tmp_path / "out" / "a.bin"
+
+    def no_links(*args: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(files.os, "link", no_links)
+    assert files.link_or_copy(src, dst) is False
+    assert dst.read_bytes() == b"data" and not os.path.samefile(src, dst)
+    with pytest.raises(FileNotFoundError):
+        files.link_or_copy(tmp_path / "missing.bin", tmp_path / "out" / "b.bin")
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["a.bin"]  # the failed temp is gone
+
+
+def test_write_if_changed_keeps_unchanged_files(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "data.jsonl"
+    assert files.write_text_if_changed(path, "a\n") is True
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert files.write_text_if_changed(path, "a\n") is False
+    assert path.stat().st_mtime_ns == 1_000_000_000  # untouched: same bytes, same mtime
+    assert files.write_text_if_changed(path, "a\r\n") is True  # bytes differ, so it is rewritten
+    assert path.read_bytes() == b"a\r\n"
+    assert files.write_bytes_if_changed(path, b"\xff\xfe") is True
+    assert files.write_bytes_if_changed(path, b"\xff\xfe") is False
+    assert files.write_text_if_changed(path, "é") is True  # a non-UTF-8 file is just different
+    assert path.read_text(encoding="utf-8") == "é"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["data.jsonl"]
