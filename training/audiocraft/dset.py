@@ -16,8 +16,7 @@ from pathlib import Path
 import yaml
 
 from workflow.errors import WorkflowError
-
-from .egs import atomic_write_if_changed
+from workflow.files import write_text_if_changed
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "configs" / "audiocraft" / "dset_audio.yaml"
 GENERATED_MARK = "# Written by enc-hf-workflow"
@@ -69,7 +68,7 @@ def write_dset(config_dir: Path, name: str, egs_dir: Path, *, sample_rate: int =
         raise DsetError(f"{path} exists and was not written by this tool; pick another --name or "
                         "pass --force to replace it")
     text = render_dset(egs_dir, sample_rate=sample_rate, channels=channels)
-    return path, atomic_write_if_changed(path, text)
+    return path, write_text_if_changed(path, text)
 
 
 def parse_dset_name(dset: str) -> str:

@@ -34,7 +34,12 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from workflow.errors import UsageError, WorkflowError
-from workflow.files import AUDIO_EXTENSIONS, atomic_write_text, check_output_not_inside_input, temp_sibling
+from workflow.files import (
+    AUDIO_EXTENSIONS,
+    check_output_not_inside_input,
+    temp_sibling,
+    write_text_if_changed,
+)
 from workflow.runner import RunOptions, RunReport
 from workflow.s1_audio_normalize import NormalizeConfig, build_items, normalize_items, segment_path
 
@@ -239,15 +244,12 @@ def _sync_links(split_dir: Path, wanted: dict[Path, Path]) -> tuple[int, int]:
 
 def write_manifest(split_dir: Path, entries: Sequence[dict]) -> bool:
     """Write ``data.jsonl`` atomically if its content would change; returns whether it did."""
-    return atomic_write_if_changed(split_dir / "data.jsonl", manifest_text(entries))
+    return write_text_if_changed(split_dir / "data.jsonl", manifest_text(entries))
 
 
-def atomic_write_if_changed(path: Path, text: str) -> bool:
-    """Idempotent write: an unchanged file keeps its bytes and its mtime."""
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    atomic_write_text(path, text)
-    return True
+#: Idempotent write (an unchanged file keeps its bytes and its mtime); the old name of
+#: :func:`workflow.files.write_text_if_changed`.
+atomic_write_if_changed = write_text_if_changed
 
 
 # ─── prepare ────────────────────────────────────────────────────────────────────────────────────
@@ -317,7 +319,7 @@ def prepare(
         result.splits[name] = SplitSummary(
             folder=split_dir, files=len(entries), seconds=float(sum(e["duration"] for e in entries)),
             tracks=track_count[name], manifest_changed=changed, links_added=added, links_removed=removed)
-    atomic_write_if_changed(egs_dir / "prepare.json", json.dumps(
+    write_text_if_changed(egs_dir / "prepare.json", json.dumps(
         {"input": str(input_dir), "segments": str(segments_dir), "config": asdict(cfg),
          "splits": {k: {"files": s.files, "seconds": round(s.seconds, 3), "tracks": s.tracks}
                     for k, s in result.splits.items()}}, indent=2) + "\n")

@@ -34,7 +34,7 @@ from typing import Protocol
 
 from tqdm.auto import tqdm
 
-from training.music.download_datasets import format_bytes, parse_content_range
+from training.fetch import format_bytes, parse_content_range
 from workflow.errors import WorkflowError
 from workflow.files import atomic_path, discover
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.music.download_datasets import format_bytes
+from training.fetch import format_bytes
 from workflow.errors import WorkflowError
 
 STAGES = ("train", "valid", "evaluate", "generate")

@@ -613,3 +613,15 @@ def test_module_runs_as_python_dash_m(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0 and "--keep-archives" in proc.stdout and "--organize" in proc.stdout
+
+
+def test_fetch_mechanism_lives_in_training_fetch() -> None:
+    """The downloader and extractor are training.fetch's; this module re-exports the same objects."""
+    import training.fetch as fetch
+
+    for name in fetch.__all__:
+        assert getattr(dd, name) is getattr(fetch, name), name
+    assert dd.DatasetDownloadError is fetch.FetchError and issubclass(dd.OrganizeError, fetch.FetchError)
+    for path in (REPO / "training" / "audiocraft").glob("*.py"):  # AudioCraft code needs no music code
+        text = path.read_text(encoding="utf-8")
+        assert "training.music" not in text and "from ..music" not in text, path
