@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow.errors import WorkflowError
+from training.midi import MidiReadError, read_midi
 
 from .drums import FINE_LANES, GROOVAE_CLASSES, SUSTAIN_LANES, pitch_to_groovae, pitch_to_lane
 
@@ -141,10 +141,6 @@ _CLASS_OF_PITCH = np.array(
 )
 
 
-class MidiReadError(WorkflowError):
-    """A MIDI file is missing, not MIDI, truncated, or has no notes."""
-
-
 def _as_1d(values: Iterable | np.ndarray, dtype: type, name: str) -> np.ndarray:
     """A 1-D array of ``dtype`` (ValueError naming the field otherwise)."""
     arr = np.asarray(values, dtype=dtype)
@@ -211,18 +207,9 @@ def load_drum_events(midi_path: Path | str) -> DrumEvents:
     Notes come from the drum instruments (MIDI channel 10); a file without any drum instrument
     (a drum part saved on another channel) falls back to all instruments, with a warning.
     """
-    import pretty_midi  # heavy import; only needed here
-
     path = Path(midi_path)
-    if not path.is_file():
-        raise MidiReadError(f"{path}: MIDI file not found; check the dataset root / CSV paths")
-    try:
-        pm = pretty_midi.PrettyMIDI(str(path))
-    except Exception as e:  # mido raises many types (OSError, EOFError, KeyError, ValueError...)
-        raise MidiReadError(
-            f"{path}: cannot parse as MIDI ({type(e).__name__}: {e}); the file is corrupt or "
-            "truncated — re-extract it from the dataset archive, or filter its row out"
-        ) from None
+    pm = read_midi(path, fix="re-extract it from the dataset archive, or filter its row out",
+                   missing_fix="check the dataset root / CSV paths")
     instruments = [inst for inst in pm.instruments if inst.is_drum]
     if not instruments:
         instruments = list(pm.instruments)

@@ -19,9 +19,12 @@ groove     GroovePredictor      ``training/groove/`` Groove      32 timing / per
 
 Modules:
 
-* :mod:`training.music.data_loaders` — ``EmotionDataset``, ``MelodyDataset``, ``DynamicsDataset``,
-  ``GrooveDataset`` (folder formats, exact feature tables, label files, feature cache, skipped
-  files, ``synthetic()``), ``emotion_embedding`` and the per-file feature functions.
+* :mod:`training.music.datasets` — ``EmotionDataset``, ``MelodyDataset``, ``DynamicsDataset``,
+  ``GrooveDataset`` (folder → arrays, continuation targets, skipped files, ``synthetic()``);
+  :mod:`training.music.features` — the per-file feature functions with their exact formulas;
+  :mod:`training.music.labels` — the label files and ``emotion_embedding``;
+  :mod:`training.music.cache` — the feature cache. :mod:`training.music.data_loaders` re-exports
+  all of them under the names it always had.
 * :mod:`training.music.models` — the four ``nn.Module`` classes, ``MODEL_REGISTRY``
   (name → model class, dataset class, subfolder, loss), ``build_model``, ``build_loss``.
 * ``training.music.download_datasets`` — fetch and organise the public datasets into that layout.

@@ -3,7 +3,7 @@
 Every model maps ``features [B, F]`` (float32) to ``[B, Y]`` and is built as
 ``Model(input_dim, output_dim, hidden=...)``; take ``input_dim``/``output_dim`` from the dataset
 (``ds.feature_dim``, ``ds.target_dim``), because Y depends on the dataset's mode (labels or
-continuation, see :mod:`training.music.data_loaders`).
+continuation, see :mod:`training.music.datasets`).
 
 ==================  ========  =====================================================================
 model               name      architecture
@@ -28,8 +28,9 @@ Registry (names ``emotion``, ``melody``, ``dynamics``, ``groove``)::
     model = build_model("dynamics", ds.feature_dim, ds.target_dim)
     criterion = build_loss(spec.loss)           # nn.MSELoss() for all four today
 
-Errors: :class:`ModelInputError` when a batch has the wrong shape; :class:`workflow.errors.UsageError`
-for unknown model or loss names (the message lists the valid ones).
+Errors: :class:`MusicModelInputError` (also importable as ``ModelInputError``) when a batch has
+the wrong shape; :class:`workflow.errors.UsageError` for unknown model or loss names (the message
+lists the valid ones).
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from torch import nn
 
 from workflow.errors import UsageError, WorkflowError
 
-from .data_loaders import DynamicsDataset, EmotionDataset, GrooveDataset, MelodyDataset, MusicDataset
+from .datasets import DynamicsDataset, EmotionDataset, GrooveDataset, MelodyDataset, MusicDataset
 
 __all__ = [
+    "MusicModelInputError",
     "ModelInputError",
     "EmotionRecognizer",
     "MelodyTransformer",
@@ -58,13 +60,17 @@ __all__ = [
 ]
 
 
-class ModelInputError(WorkflowError, ValueError):
+class MusicModelInputError(WorkflowError, ValueError):
     """A batch does not have the shape ``[B, input_dim]`` the model was built for."""
+
+
+#: The old name, kept for imports; ``midigroove_poc.model.ModelInputError`` is a different class.
+ModelInputError = MusicModelInputError
 
 
 def _check_input(x: torch.Tensor, input_dim: int, model: str) -> None:
     if x.dim() != 2 or x.shape[1] != input_dim:
-        raise ModelInputError(
+        raise MusicModelInputError(
             f"{model} expects features shaped [batch, {input_dim}], got {tuple(x.shape)}; "
             "build the model with input_dim = dataset.feature_dim"
         )
