@@ -508,3 +508,17 @@ def test_mini_egmd_copy_is_writable(mini_egmd_copy: dict, mini_egmd: dict) -> No
     rows[0].audio_path.unlink()
     assert mini_egmd["rows"][0].audio_path.is_file()
     assert replace(rows[0], split="test").split == "test"
+
+
+def test_one_midi_reader_for_grids_and_music_datasets(tmp_path: Path) -> None:
+    from training.midi import MidiReadError as Shared
+    from training.midi import read_midi
+    from training.music.data_loaders import MidiReadError as Music
+
+    assert MidiReadError is Shared is Music
+    empty = tmp_path / "zero.mid"
+    empty.write_bytes(b"")
+    with pytest.raises(Shared, match=r"zero\.mid: MIDI file is empty.*filter its row out"):
+        load_drum_events(empty)  # the grid's own fix is named
+    with pytest.raises(Shared, match=r"zero\.mid: MIDI file is empty.*re-export it or remove it"):
+        read_midi(empty)
