@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from training.midi import MidiReadError
 from workflow.errors import AudioContentError, AudioReadError
 from workflow.files import atomic_path
 
-from .features import FEATURE_VERSION, MidiReadError, _SkipFile
+from .features import FEATURE_VERSION, _SkipFile
 
 log = logging.getLogger(__name__)
 
