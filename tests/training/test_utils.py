@@ -723,3 +723,34 @@ def test_fit_without_validation_monitors_train_loss_with_plateau_scheduler(tmp_p
     with pytest.raises(UsageError, match="monitor"):
         fit(TinyNet(), train, None, nn.MSELoss(), torch.optim.SGD(TinyNet().parameters(), lr=0.1),
             epochs=1, device="cpu", monitor="accuracy", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# the training/core package behind training.utils
+
+
+def test_training_utils_reexports_training_core_and_errors_are_training_own() -> None:
+    import training.core as core
+    import training.utils as utils
+    from training.core.errors import reports_training_errors
+    from workflow.errors import WorkflowError
+
+    assert all(getattr(utils, name) is getattr(core, name) for name in utils.__all__)
+    assert issubclass(CheckpointError, TrainingError) and not issubclass(TrainingError, WorkflowError)
+
+    def failing(argv: list[str] | None) -> int:
+        raise CheckpointError("run folder in use")
+
+    from workflow.runner import run_cli
+    assert run_cli(reports_training_errors(failing), []) == 1
+
+
+def test_amp_policy_auto_is_fp16_on_cuda_and_off_on_cpu() -> None:
+    from training.core.loop import _resolve_amp
+
+    cuda = torch.device("cuda")  # only the device type is consulted for these values
+    assert _resolve_amp(None, cuda) == torch.float16 and _resolve_amp(True, cuda) == torch.float16
+    assert _resolve_amp("fp16", cuda) == torch.float16 and _resolve_amp(False, cuda) is None
+    assert _resolve_amp(None, CPU) is None and _resolve_amp(False, CPU) is None
+    with pytest.raises(UsageError, match="amp must be"):
+        _resolve_amp("int8", CPU)
