@@ -204,21 +204,9 @@ def train_epoch(
                     f"training loss is {loss_value} at batch {n_batches} ({desc}); the model has "
                     "diverged or the batch holds NaN/inf. Lower the learning rate, keep grad_clip "
                     "on, check the inputs, or try amp=False / amp='bf16'")
-            if use_scaler:
-                scaler.scale(loss).backward()
-                if grad_clip:
-                    scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if grad_clip:
-                norm = float(nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
-                if math.isfinite(norm):
-                    grad_norms.append(norm)
-            if use_scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            norm = _backward_and_step(loss, model, optimizer, scaler if use_scaler else None, grad_clip)
+            if norm is not None and math.isfinite(norm):
+                grad_norms.append(norm)
             if scheduler is not None:
                 scheduler.step()
             with torch.no_grad():
@@ -237,6 +225,24 @@ def train_epoch(
     if grad_norms:
         result["train_grad_norm"] = sum(grad_norms) / len(grad_norms)
     return result
+
+
+def _backward_and_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       scaler: Any, grad_clip: float | None) -> float | None:
+    """Backward (scaled when ``scaler`` is given), clip, optimizer step; the pre-clip norm."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    norm = float(nn.utils.clip_grad_norm_(model.parameters(), grad_clip)) if grad_clip else None
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return norm
 
 
 def validate_epoch(
