@@ -25,13 +25,13 @@ def child(mode: str, device: str, batch: int, steps: int, warmup: int, overrides
     import torch
 
     from training.autoencoder.config import load_config
-    from training.autoencoder.train import Dist, Trainer
-    from training.utils import get_device
+    from training.autoencoder.train import Trainer
+    from training.core import get_device
 
     cfg = load_config(mode, [f"optim.batch_size={batch}", "train.logger=none", *overrides])
     dev = get_device(device)
     torch.manual_seed(0)
-    t = Trainer(cfg, Path(tempfile.mkdtemp(prefix="bench_ae_")), dev, Dist())
+    t = Trainer(cfg, Path(tempfile.mkdtemp(prefix="bench_ae_")), dev)
     n = int(cfg.sample_rate * cfg.data.segment_seconds)
     x = (0.1 * torch.randn(batch, int(cfg.channels), n)).clamp(-1, 1)
     for _ in range(warmup):
@@ -45,10 +45,10 @@ def child(mode: str, device: str, batch: int, steps: int, warmup: int, overrides
     if dev.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    gen = sum(p.numel() for p in t.model.parameters())
-    disc = sum(p.numel() for p in t.disc.parameters())
+    gen = sum(p.numel() for p in t.state.model.parameters())
+    disc = sum(p.numel() for p in t.state.disc.parameters())
     return {"mode": mode, "batch": batch, "steps_s": steps / dt, "audio_s_per_s": steps * batch / dt,
-            "gen_mparams": gen / 1e6, "disc_mparams": disc / 1e6, "amp": bool(t.amp),
+            "gen_mparams": gen / 1e6, "disc_mparams": disc / 1e6, "amp": t.amp_dtype is not None,
             "peak_mb": (torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else peak_rss_mb()}
 
 

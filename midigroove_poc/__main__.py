@@ -159,6 +159,13 @@ def _train_kwargs(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; a training error (diverged loss, unreadable checkpoint) is one ``error:`` line, exit 1."""
+    from training.core.errors import reports_training_errors  # imported late: --help stays light
+
+    return reports_training_errors(_main)(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from workflow.errors import UsageError
     from workflow.runner import setup_logging
 

@@ -6,8 +6,11 @@ many and short, so "evaluate every N optimizer steps" is the natural unit):
 * AdamW (no weight decay on biases, norms and embeddings), linear warmup then cosine decay to 0
   (:func:`warmup_cosine`), gradient clipping, cross-entropy summed over all K codebooks (mean per
   token);
-* bf16 autocast on CUDA (float32 elsewhere);
-* ``torchrun --nproc_per_node N ...``: one process per GPU, ``DistributedSampler`` for training
+* bf16 autocast on CUDA where the GPU has it (float32 elsewhere, with a warning on such a GPU),
+  through :func:`workflow.dist.autocast_dtype`;
+* the run's mutable state (model, optimizer, scheduler, early stopping, history, step, best,
+  running loss windows) lives in one :class:`State`;
+* ``torchrun --nproc_per_node N ...`` (:func:`workflow.dist.init_distributed`): one process per GPU, ``DistributedSampler`` for training
   (``batch_size`` is per process), each rank evaluates a disjoint slice of the validation split
   and the sums are all-reduced, so every rank sees the same metrics and stops at the same step;
   rank 0 alone writes files;
@@ -16,8 +19,8 @@ many and short, so "evaluate every N optimizer steps" is the natural unit):
   (``val_pred_accuracy``; differs from the teacher-forced one only with ``ar_codebooks``) and the
   share of frames whose K codes are all right (``val_frame_accuracy``);
 * early stopping (``early_stop_steps``) and best-by-validation-loss checkpoints through
-  ``training.utils`` (:class:`~training.utils.EarlyStopping`, :class:`~training.utils.CheckpointManager`,
-  :class:`~training.utils.MetricsTracker`, :class:`~training.utils.ExperimentLogger`).
+  ``training.core`` (:class:`~training.core.EarlyStopping`, :class:`~training.core.CheckpointManager`,
+  :class:`~training.core.MetricsTracker`, :class:`~training.core.ExperimentLogger`).
 
 Files for ``save_path = runs/eg.pt`` (model name ``eg`` = the stem; the toolkit's "epoch" field
 of these checkpoints holds the optimizer step)::
@@ -38,14 +41,12 @@ replaces these files.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ from midigroove_poc.model import (
     collate,
     load_model,
 )
-from training.utils import (
+from training.core import (
     CheckpointManager,
     EarlyStopping,
     ExperimentLogger,
@@ -79,6 +80,7 @@ from training.utils import (
     seed_everything,
     seed_worker,
 )
+from training.core.dist import DistInfo, autocast, autocast_dtype, init_distributed
 from workflow.errors import UsageError
 from workflow.files import atomic_path, atomic_write_text
 
@@ -132,59 +134,12 @@ def checkpoint_paths(save_path: Path | str) -> dict[str, Path]:
             "metrics": folder / f"{stem}_metrics.json", "summary": folder / f"{stem}_summary.json"}
 
 
-@dataclass
-class _Dist:
-    world_size: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    started_here: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
-
-def _setup_distributed(device: str) -> tuple[_Dist, torch.device]:
-    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1``; pick this rank's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist(), get_device(device)
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = get_device(device)
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
-    elif dev.type != "cpu":
-        raise UsageError(f"distributed training runs on CUDA (nccl) or CPU (gloo), not {dev}")
-    started = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-        started = True
-    if dist.get_world_size() != world:
-        raise UsageError(f"WORLD_SIZE={world} but the process group has {dist.get_world_size()} ranks")
-    return _Dist(world, dist.get_rank(), local_rank, started), dev
-
-
-def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    if not amp or device.type != "cuda":
-        return None
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    log.warning("this GPU has no bfloat16 support; training in float32")
-    return None
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+def _join_distributed(device: str) -> tuple[DistInfo, torch.device, bool]:
+    """:func:`workflow.dist.init_distributed` on the requested device; also whether this call
+    started the process group (then :func:`train_model` destroys it when it ends)."""
+    already = dist.is_available() and dist.is_initialized()
+    info, dev = init_distributed(get_device(device))
+    return info, dev, info.enabled and not already
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +177,7 @@ def evaluate(model: GridToCodes, dataset: CacheDataset, *, device: torch.device 
         for start in range(0, len(rows), batch_size):
             batch = _to_device(dataset.batch(rows[start:start + batch_size]), device)
             codes, mask = batch["codes"], batch["mask"]
-            with _autocast(device, amp_dtype):
+            with autocast(device, amp_dtype):
                 h = model.encode(batch["grid"], batch["drummer_id"], batch["kit_id"],
                                  batch["style_id"], mask)
                 logits = model.head_logits(h, codes)
@@ -362,6 +317,58 @@ def train_model(
     also written to ``<stem>_summary.json`` (paths, best step, best/final metrics, history).
     """
     t_start = time.perf_counter()
+    _check_args(features, steps=steps, batch_size=batch_size, eval_every=eval_every,
+                log_every=log_every, warmup_steps=warmup_steps, lr=lr, weight_decay=weight_decay,
+                early_stop_steps=early_stop_steps)
+    train_args = {k: v for k, v in locals().items()
+                  if k not in ("t_start",) and isinstance(v, (str, int, float, bool, type(None), Path))}
+    train_args = {k: str(v) if isinstance(v, Path) else v for k, v in train_args.items()}
+    cache_path, save_path = Path(cache_path), Path(save_path)
+    paths = checkpoint_paths(save_path)
+    model_name = save_path.stem
+
+    info, dev, started_here = _join_distributed(device)
+    try:
+        seed_everything(seed)
+        data = _load_data(cache_path, features)
+        st = _build_state(data, dev, info, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                          dropout=dropout, ar_codebooks=ar_codebooks, lr=lr, weight_decay=weight_decay,
+                          warmup_steps=warmup_steps, steps=steps, eval_every=eval_every,
+                          early_stop_steps=early_stop_steps)
+        run = _Run(
+            dist=info, device=dev, data=data, model_name=model_name, paths=paths,
+            batches=_endless(*_train_loader(data.train, info, dev, batch_size, seed, num_workers)),
+            val_rows=None if data.val is None else list(range(info.rank, len(data.val), info.world_size)),
+            amp_dtype=autocast_dtype(dev, "bf16" if amp else "fp32"),
+            monitor="val_loss" if data.val is not None else "train_loss",
+            steps=int(steps), log_every=int(log_every), eval_every=int(eval_every), lr=lr,
+            grad_clip=grad_clip, eval_batch_size=eval_batch_size or max(batch_size, 32),
+            base_meta={"kind": MODEL_KIND, "features": features, "model_config": dict(st.model.config),
+                       "cache_meta": data.meta, "cache_path": str(cache_path.resolve()),
+                       "feature_names": data.train.feature_names, "train_args": train_args})
+        _open_outputs(run, logger, train_args)
+        log.info("training %s (%d parameters, features=%s, ar_codebooks=%s) on %s x%d: %d train / "
+                 "%d validation rows, %d steps", model_name, st.n_params, features, ar_codebooks, dev,
+                 info.world_size, len(data.train), 0 if data.val is None else len(data.val), steps)
+        _train_loop(run, st, progress)
+        summary = _summary(run, st, features, ar_codebooks)
+        if info.is_main:
+            _write_final(paths["best"], paths["last"], save_path)
+            summary["seconds"] = round(time.perf_counter() - t_start, 3)
+            atomic_write_text(paths["summary"], json.dumps(summary, indent=1, default=str) + "\n")
+            log.info("%s: best %s=%.6g at step %s; model written to %s", model_name, run.monitor,
+                     summary["best_score"] if summary["best_score"] is not None else float("nan"),
+                     summary["best_step"], save_path)
+        info.barrier()
+        summary.setdefault("seconds", round(time.perf_counter() - t_start, 3))
+        return summary
+    finally:
+        if started_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _check_args(features: str, *, steps: int, batch_size: int, eval_every: int, log_every: int,
+                warmup_steps: int, lr: float, weight_decay: float, early_stop_steps: int | None) -> None:
     if features not in ("grid", "drumgrid"):
         raise UsageError(f"features must be 'grid' or 'drumgrid', got {features!r}")
     for name, value in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every),
@@ -373,211 +380,270 @@ def train_model(
                          f"{weight_decay})")
     if early_stop_steps is not None and early_stop_steps < 1:
         raise UsageError(f"early_stop_steps must be >= 1 or None, got {early_stop_steps}")
-    train_args = {k: v for k, v in locals().items()
-                  if k not in ("t_start",) and isinstance(v, (str, int, float, bool, type(None), Path))}
-    train_args = {k: str(v) if isinstance(v, Path) else v for k, v in train_args.items()}
-    cache_path, save_path = Path(cache_path), Path(save_path)
-    paths = checkpoint_paths(save_path)
-    model_name = save_path.stem
 
-    dist_state, dev = _setup_distributed(device)
+
+@dataclass
+class _Data:
+    """The cache's splits and what its meta says about them."""
+
+    train: CacheDataset
+    val: CacheDataset | None
+    meta: dict[str, Any]
+    vocab: dict[str, int]
+    n_codebooks: int
+    codebook_size: int
+    max_frames: int
+
+
+def _load_data(cache_path: Path, features: str) -> _Data:
+    """Open and check the train / validation splits of ``cache_path``."""
+    dsd, meta = _read_cache(cache_path)
+    train_ds = CacheDataset(cache_path, "train", features)
+    if len(train_ds) == 0:
+        raise CacheFormatError(f"cache {cache_path} has an empty 'train' split; nothing to train on")
+    val_ds = CacheDataset(cache_path, "validation", features) \
+        if "validation" in dsd and len(dsd["validation"]) else None
+    if val_ds is None:
+        log.warning("cache %s has no validation rows: the best checkpoint and early stopping "
+                    "use the training loss", cache_path)
+    if "codebook_size" not in meta or "num_codebooks" not in meta:
+        raise CacheFormatError(f"{cache_path}/cache_meta.json lacks codebook_size / num_codebooks")
+    n_codebooks, codebook_size = int(meta["num_codebooks"]), int(meta["codebook_size"])
+    vocab = {"drummer_id": _vocab(meta, "drummers"), "kit_id": _vocab(meta, "kits"),
+             "style_id": _vocab(meta, "styles")}
+    for ds in (train_ds, val_ds):
+        if ds is not None:
+            _check_cache(ds, vocab, n_codebooks, codebook_size)
+    if val_ds is not None and val_ds.n_features != train_ds.n_features:
+        raise CacheFormatError(f"cache {cache_path}: validation rows have {val_ds.n_features} "
+                               f"{features} features, training rows {train_ds.n_features}; "
+                               "rebuild the cache")
+    # positions for the longest window of any split, so every row of this cache can be predicted
+    max_frames = max([train_ds.max_frames] + [CacheDataset(cache_path, split, features).max_frames
+                                              for split in dsd if split != "train"])
+    return _Data(train_ds, val_ds, meta, vocab, n_codebooks, codebook_size, max_frames)
+
+
+@dataclass
+class State:
+    """Everything a :func:`train_model` run mutates (models, optimizer, schedule, early stopping,
+    history, counters, the best evaluation, and the running loss windows)."""
+
+    model: GridToCodes
+    train_module: nn.Module  # ``model``, or its DDP wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    stopper: EarlyStopping | None
+    tracker: MetricsTracker = field(default_factory=MetricsTracker)
+    step: int = 0  # optimizer steps so far
+    best: tuple[int, dict[str, float]] | None = None  # (step, metrics) of the best evaluation
+    last_stats: dict[str, float] = field(default_factory=dict)  # the latest evaluation's metrics
+    stopped_early: bool = False
+    window_loss: float = 0.0  # since the last log line
+    window_norm: float = 0.0
+    window_n: int = 0
+    since_eval_loss: float = 0.0  # since the last evaluation
+    since_eval_n: int = 0
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def _build_state(data: _Data, dev: torch.device, info: DistInfo, *, d_model: int, n_layers: int,
+                 n_heads: int, dropout: float, ar_codebooks: bool, lr: float, weight_decay: float,
+                 warmup_steps: int, steps: int, eval_every: int,
+                 early_stop_steps: int | None) -> State:
+    """A fresh model (feature scale from the training rows), AdamW, the schedule and stopper."""
+    model = GridToCodes(data.train.n_features, data.n_codebooks, data.codebook_size,
+                        n_drummers=data.vocab["drummer_id"], n_kits=data.vocab["kit_id"],
+                        n_styles=data.vocab["style_id"], d_model=d_model, n_layers=n_layers,
+                        n_heads=n_heads, dropout=dropout, max_frames=data.max_frames,
+                        ar_codebooks=ar_codebooks)
+    model.set_feature_scale(data.train.feature_abs_max())
+    model.to(dev)
+    train_module: nn.Module = model
+    if info.enabled:
+        train_module = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98))
+    scheduler = make_scheduler(optimizer, warmup_steps=warmup_steps, total_steps=steps)
+    patience = None if early_stop_steps is None else max(1, math.ceil(early_stop_steps / eval_every))
+    stopper = EarlyStopping(patience=patience, min_delta=0.0, mode="min", verbose=False) \
+        if patience is not None else None
+    return State(model, train_module, optimizer, scheduler, stopper)
+
+
+def _train_loader(train_ds: CacheDataset, info: DistInfo, dev: torch.device, batch_size: int,
+                  seed: int, num_workers: int) -> tuple[DataLoader, Any]:
+    """The shuffled training loader (a DistributedSampler shard under torchrun) and its sampler."""
+    if info.enabled:
+        sampler: Any = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank,
+                                          shuffle=True, seed=seed)
+        shard = len(sampler)
+    else:
+        sampler = torch.utils.data.RandomSampler(train_ds, generator=torch.Generator().manual_seed(seed))
+        shard = len(train_ds)
+    loader = DataLoader(train_ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                        drop_last=shard >= batch_size, num_workers=num_workers,
+                        persistent_workers=num_workers > 0, worker_init_fn=seed_worker,
+                        pin_memory=dev.type == "cuda")
+    return loader, sampler
+
+
+@dataclass
+class _Run:
+    """A run's fixed parts: where it runs, its data, its outputs and its settings."""
+
+    dist: DistInfo
+    device: torch.device
+    data: _Data
+    model_name: str
+    paths: dict[str, Path]
+    batches: Iterator[dict[str, torch.Tensor]]
+    val_rows: list[int] | None
+    amp_dtype: torch.dtype | None
+    monitor: str
+    steps: int
+    log_every: int
+    eval_every: int
+    lr: float
+    grad_clip: float
+    eval_batch_size: int
+    base_meta: dict[str, Any]
+    manager: CheckpointManager | None = None  # rank 0 only
+    exp_logger: ExperimentLogger | None = None  # rank 0 only
+
+
+def _open_outputs(run: _Run, logger: str, train_args: dict[str, Any]) -> None:
+    """Rank 0: a checkpoint manager on a clean slate (old checkpoints of this name deleted) and
+    the experiment logger. Every rank waits for it."""
+    if run.dist.is_main:
+        folder = run.paths["final"].parent
+        folder.mkdir(parents=True, exist_ok=True)
+        run.manager = CheckpointManager(folder, save_best_only=True, verbose=False)
+        run.manager.cleanup_temp_files(run.model_name)
+        old = run.manager.reset(run.model_name, delete_files=True)
+        if old:
+            log.warning("starting over: deleted %d old checkpoint file(s) of %r in %s",
+                        len(old), run.model_name, folder)
+        run.exp_logger = ExperimentLogger(logger, log_dir=folder / "logs", run_name=run.model_name,
+                                          config=train_args)
+    run.dist.barrier()
+
+
+def _train_loop(run: _Run, st: State, progress: bool) -> None:
+    """Optimizer steps until ``run.steps`` or early stopping; logs and evaluates on schedule."""
+    bar = tqdm(total=run.steps, desc=f"train {run.model_name}", dynamic_ncols=True,
+               disable=not (progress and run.dist.is_main))
+    st.train_module.train()
     try:
-        seed_everything(seed)
-        dsd, meta = _read_cache(cache_path)
-        train_ds = CacheDataset(cache_path, "train", features)
-        if len(train_ds) == 0:
-            raise CacheFormatError(f"cache {cache_path} has an empty 'train' split; nothing to train on")
-        val_ds = CacheDataset(cache_path, "validation", features) \
-            if "validation" in dsd and len(dsd["validation"]) else None
-        if val_ds is None:
-            log.warning("cache %s has no validation rows: the best checkpoint and early stopping "
-                        "use the training loss", cache_path)
-        if "codebook_size" not in meta or "num_codebooks" not in meta:
-            raise CacheFormatError(f"{cache_path}/cache_meta.json lacks codebook_size / num_codebooks")
-        n_codebooks, codebook_size = int(meta["num_codebooks"]), int(meta["codebook_size"])
-        vocab = {"drummer_id": _vocab(meta, "drummers"), "kit_id": _vocab(meta, "kits"),
-                 "style_id": _vocab(meta, "styles")}
-        for ds in (train_ds, val_ds):
-            if ds is not None:
-                _check_cache(ds, vocab, n_codebooks, codebook_size)
-        if val_ds is not None and val_ds.n_features != train_ds.n_features:
-            raise CacheFormatError(f"cache {cache_path}: validation rows have {val_ds.n_features} "
-                                   f"{features} features, training rows {train_ds.n_features}; "
-                                   "rebuild the cache")
-        # positions for the longest window of any split, so every row of this cache can be predicted
-        max_frames = max([train_ds.max_frames] + [CacheDataset(cache_path, split, features).max_frames
-                                                  for split in dsd if split != "train"])
-
-        model = GridToCodes(train_ds.n_features, n_codebooks, codebook_size,
-                            n_drummers=vocab["drummer_id"], n_kits=vocab["kit_id"],
-                            n_styles=vocab["style_id"], d_model=d_model, n_layers=n_layers,
-                            n_heads=n_heads, dropout=dropout, max_frames=max_frames,
-                            ar_codebooks=ar_codebooks)
-        model.set_feature_scale(train_ds.feature_abs_max())
-        model.to(dev)
-        n_params = sum(p.numel() for p in model.parameters())
-        train_module: nn.Module = model
-        if dist_state.enabled:
-            train_module = nn.parallel.DistributedDataParallel(
-                model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-        if dist_state.enabled:
-            sampler: Any = DistributedSampler(train_ds, num_replicas=dist_state.world_size,
-                                              rank=dist_state.rank, shuffle=True, seed=seed)
-            shard = len(sampler)
-        else:
-            sampler = torch.utils.data.RandomSampler(
-                train_ds, generator=torch.Generator().manual_seed(seed))
-            shard = len(train_ds)
-        loader = DataLoader(train_ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                            drop_last=shard >= batch_size, num_workers=num_workers,
-                            persistent_workers=num_workers > 0, worker_init_fn=seed_worker,
-                            pin_memory=dev.type == "cuda")
-        batches = _endless(loader, sampler)
-        val_rows = None if val_ds is None else \
-            list(range(dist_state.rank, len(val_ds), dist_state.world_size))
-
-        optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98))
-        scheduler = make_scheduler(optimizer, warmup_steps=warmup_steps, total_steps=steps)
-        amp_dtype = _amp_dtype(dev, amp)
-        patience = None if early_stop_steps is None else max(1, math.ceil(early_stop_steps / eval_every))
-        stopper = EarlyStopping(patience=patience, min_delta=0.0, mode="min", verbose=False) \
-            if patience is not None else None
-        tracker = MetricsTracker()
-        manager: CheckpointManager | None = None
-        exp_logger: ExperimentLogger | None = None
-        if dist_state.is_main:
-            save_path.parent.mkdir(parents=True, exist_ok=True)
-            manager = CheckpointManager(save_path.parent, save_best_only=True, verbose=False)
-            manager.cleanup_temp_files(model_name)
-            old = manager.reset(model_name, delete_files=True)
-            if old:
-                log.warning("starting over: deleted %d old checkpoint file(s) of %r in %s",
-                            len(old), model_name, save_path.parent)
-            exp_logger = ExperimentLogger(logger, log_dir=save_path.parent / "logs",
-                                          run_name=model_name, config=train_args)
-        dist_state.barrier()
-        base_meta = {"kind": MODEL_KIND, "features": features, "model_config": dict(model.config),
-                     "cache_meta": meta, "cache_path": str(cache_path.resolve()),
-                     "feature_names": train_ds.feature_names, "train_args": train_args}
-        log.info("training %s (%d parameters, features=%s, ar_codebooks=%s) on %s x%d: %d train / "
-                 "%d validation rows, %d steps", model_name, n_params, features, ar_codebooks, dev,
-                 dist_state.world_size, len(train_ds), 0 if val_ds is None else len(val_ds), steps)
-
-        monitor = "val_loss" if val_ds is not None else "train_loss"
-        best: tuple[int, dict[str, float]] | None = None
-        last_stats: dict[str, float] = {}
-        window_loss = window_norm = 0.0
-        window_n = 0
-        since_eval_loss, since_eval_n = 0.0, 0
-        stopped_early = False
-        step = 0
-        bar = tqdm(total=steps, desc=f"train {model_name}", dynamic_ncols=True,
-                   disable=not (progress and dist_state.is_main))
-        train_module.train()
-        try:
-            while step < steps:
-                batch = _to_device(next(batches), dev)
-                optimizer.zero_grad(set_to_none=True)
-                with _autocast(dev, amp_dtype):
-                    logits = train_module(batch["grid"], batch["drummer_id"], batch["kit_id"],
-                                          batch["style_id"], codes=batch["codes"], mask=batch["mask"])
-                loss = _loss(logits, batch["codes"])
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise TrainingError(f"training loss is {loss_value} at step {step + 1}; lower lr "
-                                        f"(now {lr}), keep grad_clip on, or check the cache for NaN")
-                loss.backward()
-                norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip else None
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                bar.update(1)
-                window_loss += loss_value
-                window_norm += float(norm) if norm is not None else 0.0
-                window_n += 1
-                since_eval_loss += loss_value
-                since_eval_n += 1
-                if step % log_every == 0 or step == steps:
-                    stats = {"train_loss": window_loss / window_n,
-                             "lr": float(optimizer.param_groups[0]["lr"])}
-                    if grad_clip:
-                        stats["grad_norm"] = window_norm / window_n
-                    bar.set_postfix(loss=f"{stats['train_loss']:.4g}", refresh=False)
-                    log.info("%s step %d/%d: %s", model_name, step, steps,
-                             " ".join(f"{k}={v:.4g}" for k, v in stats.items()))
-                    if exp_logger is not None:
-                        exp_logger.log(stats, step=step)
-                    window_loss = window_norm = 0.0
-                    window_n = 0
-                if step % eval_every and step != steps:
-                    continue
-                # -- evaluation step ---------------------------------------------------------
-                stats = {"train_loss": since_eval_loss / max(1, since_eval_n),
-                         "lr": float(optimizer.param_groups[0]["lr"])}
-                since_eval_loss, since_eval_n = 0.0, 0
-                if val_ds is not None:
-                    val = evaluate(model, val_ds, device=dev, indices=val_rows,
-                                   batch_size=eval_batch_size or max(batch_size, 32),
-                                   amp_dtype=amp_dtype, all_reduce=dist_state.enabled)
-                    stats.update({f"val_{k}": v for k, v in val.items()})
-                elif dist_state.enabled:
-                    pair = torch.tensor([stats["train_loss"], 1.0], dtype=torch.float64, device=dev)
-                    dist.all_reduce(pair)
-                    stats["train_loss"] = float(pair[0] / pair[1])
-                tracker.update(stats)
-                tracker.end_epoch(step)
-                score = stats[monitor]
-                last_stats = stats
-                if math.isfinite(score) and (best is None or score < best[1][monitor]):
-                    best = (step, dict(stats))
-                stop = stopper(score, step) if stopper is not None else False
-                if manager is not None:
-                    manager.save_checkpoint(
-                        model, step, score, optimizer, metadata={**base_meta, "metrics": stats},
-                        model_name=model_name, scheduler=scheduler, early_stopping=stopper,
-                        extra={"metrics_history": tracker.state_dict()})
-                    tracker.save_to_json(paths["metrics"])
-                if exp_logger is not None:
-                    exp_logger.log(stats, step=step)
-                log.info("%s eval at step %d: %s", model_name, step,
-                         " ".join(f"{k}={v:.4g}" for k, v in stats.items() if "_cb" not in k))
-                if stop:
-                    stopped_early = True
-                    log.info("%s: early stopping at step %d (%s best %.6g at step %s)", model_name,
-                             step, monitor, stopper.best_score, stopper.best_epoch)
-                    break
-        finally:
-            bar.close()
-            if exp_logger is not None:
-                exp_logger.finish()
-
-        summary: dict[str, Any] = {
-            "save_path": str(save_path), "best_checkpoint": str(paths["best"]),
-            "last_checkpoint": str(paths["last"]), "metrics_path": str(paths["metrics"]),
-            "features": features, "ar_codebooks": bool(ar_codebooks), "monitor": monitor,
-            "steps_run": step, "steps": int(steps), "stopped_early": stopped_early,
-            "best_step": None if best is None else best[0],
-            "best_score": None if best is None else best[1][monitor],
-            "best_val_loss": None if best is None else best[1].get("val_loss"),
-            "best_metrics": {} if best is None else best[1], "final_metrics": last_stats,
-            "history": tracker.state_dict()["history"], "n_params": int(n_params),
-            "device": str(dev), "world_size": dist_state.world_size,
-            "train_rows": len(train_ds), "val_rows": 0 if val_ds is None else len(val_ds),
-        }
-        if dist_state.is_main:
-            _write_final(paths["best"], paths["last"], save_path)
-            summary["seconds"] = round(time.perf_counter() - t_start, 3)
-            atomic_write_text(paths["summary"], json.dumps(summary, indent=1, default=str) + "\n")
-            log.info("%s: best %s=%.6g at step %s; model written to %s", model_name, monitor,
-                     summary["best_score"] if summary["best_score"] is not None else float("nan"),
-                     summary["best_step"], save_path)
-        dist_state.barrier()
-        summary.setdefault("seconds", round(time.perf_counter() - t_start, 3))
-        return summary
+        while st.step < run.steps:
+            _train_step(run, st)
+            bar.update(1)
+            if st.step % run.log_every == 0 or st.step == run.steps:
+                _log_window(run, st, bar)
+            if st.step % run.eval_every and st.step != run.steps:
+                continue
+            if _evaluate_and_save(run, st):
+                st.stopped_early = True
+                log.info("%s: early stopping at step %d (%s best %.6g at step %s)", run.model_name,
+                         st.step, run.monitor, st.stopper.best_score, st.stopper.best_epoch)
+                break
     finally:
-        if dist_state.started_here and dist.is_initialized():
-            dist.destroy_process_group()
+        bar.close()
+        if run.exp_logger is not None:
+            run.exp_logger.finish()
+
+
+def _train_step(run: _Run, st: State) -> None:
+    """One optimizer step on the next batch; adds its loss (and gradient norm) to the windows."""
+    batch = _to_device(next(run.batches), run.device)
+    st.optimizer.zero_grad(set_to_none=True)
+    with autocast(run.device, run.amp_dtype):
+        logits = st.train_module(batch["grid"], batch["drummer_id"], batch["kit_id"],
+                                 batch["style_id"], codes=batch["codes"], mask=batch["mask"])
+    loss = _loss(logits, batch["codes"])
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise TrainingError(f"training loss is {loss_value} at step {st.step + 1}; lower lr "
+                            f"(now {run.lr}), keep grad_clip on, or check the cache for NaN")
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(st.model.parameters(), run.grad_clip) if run.grad_clip else None
+    st.optimizer.step()
+    st.scheduler.step()
+    st.step += 1
+    st.window_loss += loss_value
+    st.window_norm += float(norm) if norm is not None else 0.0
+    st.window_n += 1
+    st.since_eval_loss += loss_value
+    st.since_eval_n += 1
+
+
+def _log_window(run: _Run, st: State, bar: Any) -> None:
+    """Log the mean training loss (and gradient norm) since the last log line; reset the window."""
+    stats = {"train_loss": st.window_loss / st.window_n, "lr": float(st.optimizer.param_groups[0]["lr"])}
+    if run.grad_clip:
+        stats["grad_norm"] = st.window_norm / st.window_n
+    bar.set_postfix(loss=f"{stats['train_loss']:.4g}", refresh=False)
+    log.info("%s step %d/%d: %s", run.model_name, st.step, run.steps,
+             " ".join(f"{k}={v:.4g}" for k, v in stats.items()))
+    if run.exp_logger is not None:
+        run.exp_logger.log(stats, step=st.step)
+    st.window_loss = st.window_norm = 0.0
+    st.window_n = 0
+
+
+def _evaluate_and_save(run: _Run, st: State) -> bool:
+    """Evaluate, record, checkpoint (rank 0) and log; returns True when early stopping says stop."""
+    stats = {"train_loss": st.since_eval_loss / max(1, st.since_eval_n),
+             "lr": float(st.optimizer.param_groups[0]["lr"])}
+    st.since_eval_loss, st.since_eval_n = 0.0, 0
+    if run.data.val is not None:
+        val = evaluate(st.model, run.data.val, device=run.device, indices=run.val_rows,
+                       batch_size=run.eval_batch_size, amp_dtype=run.amp_dtype,
+                       all_reduce=run.dist.enabled)
+        stats.update({f"val_{k}": v for k, v in val.items()})
+    elif run.dist.enabled:
+        pair = torch.tensor([stats["train_loss"], 1.0], dtype=torch.float64, device=run.device)
+        dist.all_reduce(pair)
+        stats["train_loss"] = float(pair[0] / pair[1])
+    st.tracker.update(stats)
+    st.tracker.end_epoch(st.step)
+    score = stats[run.monitor]
+    st.last_stats = stats
+    if math.isfinite(score) and (st.best is None or score < st.best[1][run.monitor]):
+        st.best = (st.step, dict(stats))
+    stop = st.stopper(score, st.step) if st.stopper is not None else False
+    if run.manager is not None:
+        run.manager.save_checkpoint(
+            st.model, st.step, score, st.optimizer, metadata={**run.base_meta, "metrics": stats},
+            model_name=run.model_name, scheduler=st.scheduler, early_stopping=st.stopper,
+            extra={"metrics_history": st.tracker.state_dict()})
+        st.tracker.save_to_json(run.paths["metrics"])
+    if run.exp_logger is not None:
+        run.exp_logger.log(stats, step=st.step)
+    log.info("%s eval at step %d: %s", run.model_name, st.step,
+             " ".join(f"{k}={v:.4g}" for k, v in stats.items() if "_cb" not in k))
+    return stop
+
+
+def _summary(run: _Run, st: State, features: str, ar_codebooks: bool) -> dict[str, Any]:
+    """What :func:`train_model` returns (and rank 0 writes to ``<stem>_summary.json``)."""
+    paths, best, data = run.paths, st.best, run.data
+    return {
+        "save_path": str(paths["final"]), "best_checkpoint": str(paths["best"]),
+        "last_checkpoint": str(paths["last"]), "metrics_path": str(paths["metrics"]),
+        "features": features, "ar_codebooks": bool(ar_codebooks), "monitor": run.monitor,
+        "steps_run": st.step, "steps": run.steps, "stopped_early": st.stopped_early,
+        "best_step": None if best is None else best[0],
+        "best_score": None if best is None else best[1][run.monitor],
+        "best_val_loss": None if best is None else best[1].get("val_loss"),
+        "best_metrics": {} if best is None else best[1], "final_metrics": st.last_stats,
+        "history": st.tracker.state_dict()["history"], "n_params": int(st.n_params),
+        "device": str(run.device), "world_size": run.dist.world_size,
+        "train_rows": len(data.train), "val_rows": 0 if data.val is None else len(data.val),
+    }
 
 
 # ---------------------------------------------------------------------------------------------

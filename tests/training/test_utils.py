@@ -1,4 +1,4 @@
-"""Tests for training/utils.py: real torch models, real files in tmp dirs, real trackers offline."""
+"""Tests for training/core (through training.utils): real torch models, real files in tmp dirs, real trackers offline."""
 
 from __future__ import annotations
 
@@ -501,7 +501,7 @@ def test_amp_is_off_on_cpu_and_dict_losses_are_logged(caplog: pytest.LogCaptureF
         rec = nn.functional.mse_loss(out, target)
         return {"loss": rec, "rec": rec.detach()}
 
-    with caplog.at_level(logging.WARNING, logger="training.utils"):
+    with caplog.at_level(logging.WARNING, logger="training.core.loop"):
         stats = train_epoch(model, DataLoader(x, batch_size=4), criterion, opt, CPU, amp=True,
                             progress=False)
     assert "only used on CUDA" in caplog.text
@@ -592,7 +592,7 @@ def test_logger_tensorboard_writes_event_file(tmp_path: Path) -> None:
 def test_logger_tensorboard_failure_falls_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("a file where the log folder should be")
-    with caplog.at_level(logging.WARNING, logger="training.utils"):
+    with caplog.at_level(logging.WARNING, logger="training.core.logger"):
         lg = ExperimentLogger("tensorboard", log_dir=blocker, run_name="r")
     assert lg.backend == "none" and "falls back to 'none'" in caplog.text
     lg.log({"loss": 1.0}, step=1)
@@ -613,7 +613,7 @@ def test_logger_wandb_offline_creates_run_dir(offline_wandb: Path) -> None:
 def test_logger_wandb_failure_falls_back(offline_wandb: Path, monkeypatch: pytest.MonkeyPatch,
                                          caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("WANDB_MODE", "not-a-mode")  # wandb.init raises on it
-    with caplog.at_level(logging.WARNING, logger="training.utils"):
+    with caplog.at_level(logging.WARNING, logger="training.core.logger"):
         with ExperimentLogger("wandb", log_dir=offline_wandb / "logs") as lg:
             lg.log({"loss": 1.0}, step=1)
     assert lg.backend == "none"
@@ -723,3 +723,34 @@ def test_fit_without_validation_monitors_train_loss_with_plateau_scheduler(tmp_p
     with pytest.raises(UsageError, match="monitor"):
         fit(TinyNet(), train, None, nn.MSELoss(), torch.optim.SGD(TinyNet().parameters(), lr=0.1),
             epochs=1, device="cpu", monitor="accuracy", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# the training/core package behind training.utils
+
+
+def test_training_utils_reexports_training_core_and_errors_are_training_own() -> None:
+    import training.core as core
+    import training.utils as utils
+    from training.core.errors import reports_training_errors
+    from workflow.errors import WorkflowError
+
+    assert all(getattr(utils, name) is getattr(core, name) for name in utils.__all__)
+    assert issubclass(CheckpointError, TrainingError) and not issubclass(TrainingError, WorkflowError)
+
+    def failing(argv: list[str] | None) -> int:
+        raise CheckpointError("run folder in use")
+
+    from workflow.runner import run_cli
+    assert run_cli(reports_training_errors(failing), []) == 1
+
+
+def test_amp_policy_auto_is_fp16_on_cuda_and_off_on_cpu() -> None:
+    from training.core.loop import _resolve_amp
+
+    cuda = torch.device("cuda")  # only the device type is consulted for these values
+    assert _resolve_amp(None, cuda) == torch.float16 and _resolve_amp(True, cuda) == torch.float16
+    assert _resolve_amp("fp16", cuda) == torch.float16 and _resolve_amp(False, cuda) is None
+    assert _resolve_amp(None, CPU) is None and _resolve_amp(False, CPU) is None
+    with pytest.raises(UsageError, match="amp must be"):
+        _resolve_amp("int8", CPU)

@@ -18,6 +18,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -44,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; a training error (e.g. a run folder already in use) is one ``error:`` line, exit 1."""
+    from training.core.errors import reports_training_errors  # imported late: --help stays light
+
+    return reports_training_errors(_main)(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from workflow.errors import UsageError
     from workflow.runner import setup_logging
 
@@ -70,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("give the training audio: --data-dir DIR (wav/flac) or --hf-dataset DIR (s5 output)")
     from .train import train
 
-    summary = train(cfg, args.out, resume=args.resume, device=args.device)
+    summary = train(cfg, args.out, resume=args.resume, device=args.device,
+                    report=functools.partial(print, flush=True))
     hist = summary["epochs"]
     if hist:
         print(f"done: {len(hist)} epoch(s), val_loss {hist[0]:.4f} → {min(hist):.4f}; "

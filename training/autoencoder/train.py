@@ -6,14 +6,20 @@ and feature matching (λfeat) — are combined by the gradient :class:`~.balance
 decoded audio, so each loss's share of the gradient follows its weight whatever its scale. With
 ``model.quantizer=rvq`` the commitment penalty is added directly to the encoder's gradient.
 
-Uses the shared toolkit (``training/utils.py``): ``CheckpointManager`` (best by validation loss,
+Uses the shared toolkit (``training/core``): ``CheckpointManager`` (best by validation loss,
 ``autoencoder_last.pt`` for resume), ``MetricsTracker`` (JSON + PNG), ``ExperimentLogger``
 (wandb / TensorBoard / none), ``EarlyStopping``, device and seeding helpers. A resumed run
 continues exactly: both models, both optimizers, the balancer's EMA state, the epoch and the RNG
-state are restored, and the data order depends only on (seed, epoch, index).
+state are restored, and the data order depends only on (seed, epoch, index). Everything a run
+mutates lives in one :class:`State`; the :class:`Trainer` holds it with the run's fixed parts.
 
-Multi-GPU: ``torchrun --nproc-per-node N -m training.autoencoder --1ch ...`` runs DDP; each rank
-draws its own random segments (seed + rank); rank 0 validates, checkpoints and writes samples.
+Multi-GPU: ``torchrun --nproc-per-node N -m training.autoencoder --1ch ...`` runs DDP
+(:func:`workflow.dist.init_distributed`); each rank draws its own random segments (seed + rank);
+rank 0 validates, checkpoints and writes samples. Precision: ``train.amp=bf16`` is bf16 autocast
+on CUDA, anything else (and any other device) float32 (:func:`workflow.dist.autocast_dtype`).
+
+Library code: progress lines go to ``report`` (``log.info`` unless the caller, e.g. the CLI,
+passes ``print``), never straight to stdout.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,43 +40,20 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from training.utils import (
+from training.core import (
     CheckpointError, CheckpointManager, EarlyStopping, ExperimentLogger, MetricsTracker, get_device,
     seed_everything,
 )
+from training.core.dist import DistInfo, autocast, autocast_dtype, init_distributed
 from workflow.errors import UsageError
 
 from .config import model_config
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .balancer import Balancer
+
 log = logging.getLogger(__name__)
 NAME = "autoencoder"
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
-    """Join the ``torchrun`` process group when launched by it (one process otherwise)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(), device
-    import torch.distributed as dist
-
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), local), device
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -107,83 +90,120 @@ def build_loaders(cfg: DictConfig, seed: int, device: torch.device):
 
 
 # -- the trainer --------------------------------------------------------------------------------------
+@dataclass
+class State:
+    """Everything a run mutates, saved in and restored from ``autoencoder_last.pt``.
+
+    The global RNG states travel with the checkpoint too (restored by ``load_checkpoint``).
+    """
+
+    model: nn.Module  # the generator (DDP-wrapped under torchrun)
+    disc: nn.Module  # the MS-STFT discriminator (DDP-wrapped under torchrun)
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    balancer: Balancer
+    early: EarlyStopping | None
+    tracker: MetricsTracker
+    step: int = 0  # generator updates so far (drives the adversarial warm-up)
+    start_epoch: int = 1  # the first epoch this process runs (> 1 after a resume)
+    initial_val_loss: float | None = None  # the untrained baseline (a fresh run only)
+
+
+def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
+    """Fresh models, optimizers, balancer, early stopping and history for ``cfg``."""
+    from .balancer import Balancer
+    from .discriminator import MultiScaleSTFTDiscriminator
+    from .model import build_autoencoder
+
+    model: nn.Module = build_autoencoder(model_config(cfg)).to(device)
+    disc: nn.Module = MultiScaleSTFTDiscriminator(
+        in_channels=int(cfg.channels), filters=int(cfg.discriminator.filters),
+        n_ffts=tuple(cfg.discriminator.n_ffts)).to(device)
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [device.index] if device.type == "cuda" else None
+        model, disc = DDP(model, device_ids=ids), DDP(disc, device_ids=ids)
+    betas = tuple(cfg.optim.betas)
+    lw = cfg.losses
+    return State(
+        model=model, disc=disc,
+        opt_g=torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr), betas=betas),
+        opt_d=torch.optim.Adam(disc.parameters(), lr=float(cfg.optim.disc_lr), betas=betas),
+        balancer=Balancer(_loss_weights(cfg), **OmegaConf.to_container(lw.balancer, resolve=True)),
+        early=EarlyStopping(patience=int(cfg.train.patience), mode="min", verbose=False)
+        if cfg.train.patience else None,
+        tracker=MetricsTracker())
+
+
+def _loss_weights(cfg: DictConfig) -> dict[str, float]:
+    lw = cfg.losses
+    return {"l1": float(lw.l1), "mel": float(lw.mel), "adv": float(lw.adv), "feat": float(lw.feat)}
+
+
+def amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 when ``train.amp=bf16`` on CUDA, else None (float32); see :mod:`workflow.dist`."""
+    return autocast_dtype(device, "bf16" if str(cfg.train.amp).lower() == "bf16" else "fp32")
+
+
 class Trainer:
-    """Holds both models, both optimizers, the losses and the balancer for one run."""
+    """One run: its fixed parts (config, device, losses, checkpoints) and its :class:`State`."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path, device: torch.device, dist: Dist):
-        from .balancer import Balancer
-        from .discriminator import MultiScaleSTFTDiscriminator
+    def __init__(self, cfg: DictConfig, out_dir: Path, device: torch.device,
+                 dist: DistInfo | None = None):
         from .losses import MultiScaleMelLoss
-        from .model import build_autoencoder
 
-        self.cfg, self.out, self.device, self.dist = cfg, Path(out_dir), device, dist
-        self.model = build_autoencoder(model_config(cfg)).to(device)
-        self.disc = MultiScaleSTFTDiscriminator(
-            in_channels=int(cfg.channels), filters=int(cfg.discriminator.filters),
-            n_ffts=tuple(cfg.discriminator.n_ffts)).to(device)
-        if dist.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-            ids = [device.index] if device.type == "cuda" else None
-            self.model = DDP(self.model, device_ids=ids)
-            self.disc = DDP(self.disc, device_ids=ids)
-        betas = tuple(cfg.optim.betas)
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=float(cfg.optim.lr), betas=betas)
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=float(cfg.optim.disc_lr), betas=betas)
+        self.cfg, self.out, self.device = cfg, Path(out_dir), device
+        self.dist = dist if dist is not None else DistInfo()
+        self.state = build_state(cfg, device, self.dist)
         self.mel = MultiScaleMelLoss(sample_rate=int(cfg.sample_rate)).to(device)
-        lw = cfg.losses
-        self.weights = {"l1": float(lw.l1), "mel": float(lw.mel), "adv": float(lw.adv), "feat": float(lw.feat)}
-        self.balancer = Balancer(self.weights, **OmegaConf.to_container(lw.balancer, resolve=True))
-        self.amp = device.type == "cuda" and str(cfg.train.amp).lower() == "bf16"
+        self.weights = _loss_weights(cfg)
+        self.amp_dtype = amp_dtype(cfg, device)
         self.ckpt = CheckpointManager(self.out / "checkpoints", save_best_only=True, verbose=False)
-        self.early = EarlyStopping(patience=int(cfg.train.patience), mode="min", verbose=False) \
-            if cfg.train.patience else None
-        self.start_epoch = 1
-        self.step = 0  # generator updates so far (drives the adversarial warm-up)
         self.warmup = int(cfg.losses.get("adv_warmup_updates", 0) or 0)
-        self.tracker = MetricsTracker()
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return autocast(self.device, self.amp_dtype)
 
     # -- steps ------------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         from .losses import feature_matching_loss, hinge_discriminator_loss, hinge_generator_loss, l1_time
 
+        st = self.state
         x = x.to(self.device, non_blocking=True)
         with self._autocast():
-            out = self.model(x)
+            out = st.model(x)
         y = out.audio.float()
         # Discriminator: hinge on real vs the detached reconstruction.
         with self._autocast():
-            logits_real, _ = self.disc(x)
-            logits_fake, _ = self.disc(y.detach())
+            logits_real, _ = st.disc(x)
+            logits_fake, _ = st.disc(y.detach())
         d_loss = hinge_discriminator_loss([l.float() for l in logits_real], [l.float() for l in logits_fake])
-        self.opt_d.zero_grad(set_to_none=True)
+        st.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        self.opt_d.step()
+        st.opt_d.step()
         # Generator: four balanced losses on the decoded audio (+ the RVQ commitment penalty);
         # during an optional warm-up only the two reconstruction losses.
         losses = {"l1": l1_time(y, x), "mel": self.mel(y, x)}
-        if self.step >= self.warmup:
+        if st.step >= self.warmup:
             with self._autocast():
-                logits_fake, fmap_fake = self.disc(y)
+                logits_fake, fmap_fake = st.disc(y)
                 with torch.no_grad():
-                    _, fmap_real = self.disc(x)
+                    _, fmap_real = st.disc(x)
             losses["adv"] = hinge_generator_loss([l.float() for l in logits_fake])
             losses["feat"] = feature_matching_loss([[f.float() for f in s] for s in fmap_real],
                                                    [[f.float() for f in s] for s in fmap_fake])
-        self.opt_g.zero_grad(set_to_none=True)
+        st.opt_g.zero_grad(set_to_none=True)
         penalty = out.penalty.float() if torch.is_tensor(out.penalty) else torch.zeros((), device=self.device)
         if penalty.requires_grad:
             penalty.backward(retain_graph=True)
-        self.balancer.backward(losses, y)
-        self.opt_g.step()
-        self.step += 1
+        st.balancer.backward(losses, y)
+        st.opt_g.step()
+        st.step += 1
         m = {k: float(v.detach()) for k, v in losses.items()}
         m["d_loss"] = float(d_loss.detach())
         m["g_loss"] = sum(self.weights[k] * m[k] for k in m if k in self.weights)
         m["penalty"] = float(penalty.detach())
-        for k, v in (getattr(self.balancer, "metrics", None) or {}).items():
+        for k, v in (getattr(st.balancer, "metrics", None) or {}).items():
             if isinstance(v, (int, float)) and math.isfinite(float(v)):
                 m[f"balancer_{k}"] = float(v)
         for k, v in (out.metrics or {}).items():
@@ -196,7 +216,7 @@ class Trainer:
         """Reconstruction metrics on the fixed validation segments; returns one example pair."""
         from .losses import l1_time, si_snr
 
-        model = _unwrap(self.model)
+        model = _unwrap(self.state.model)
         was = model.training
         model.eval()
         tot: dict[str, float] = {}
@@ -221,16 +241,19 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _container(self) -> nn.Module:
-        return nn.ModuleDict({"generator": _unwrap(self.model), "discriminator": _unwrap(self.disc)})
+        st = self.state
+        return nn.ModuleDict({"generator": _unwrap(st.model), "discriminator": _unwrap(st.disc)})
 
     def save(self, epoch: int, score: float) -> Any:
+        st = self.state
         return self.ckpt.save_checkpoint(
-            self._container(), epoch, score, optimizer=self.opt_g, model_name=NAME,
-            early_stopping=self.early, metadata={"config": OmegaConf.to_container(self.cfg, resolve=True)},
-            extra={"opt_d": self.opt_d.state_dict(), "balancer": self.balancer.state_dict(),
-                   "history": self.tracker.state_dict(), "step": self.step})
+            self._container(), epoch, score, optimizer=st.opt_g, model_name=NAME,
+            early_stopping=st.early, metadata={"config": OmegaConf.to_container(self.cfg, resolve=True)},
+            extra={"opt_d": st.opt_d.state_dict(), "balancer": st.balancer.state_dict(),
+                   "history": st.tracker.state_dict(), "step": st.step})
 
     def maybe_resume(self, resume: bool) -> None:
+        st = self.state
         last = self.ckpt.latest_checkpoint(NAME)
         if last is None:
             if resume:
@@ -239,16 +262,16 @@ class Trainer:
         if not resume:
             raise CheckpointError(f"{self.out} already holds a training run ({last.name}); pass --resume to "
                                   "continue it, or choose another --out")
-        info = self.ckpt.load_checkpoint(self._container(), last, optimizer=self.opt_g,
-                                         early_stopping=self.early, map_location=self.device)
+        info = self.ckpt.load_checkpoint(self._container(), last, optimizer=st.opt_g,
+                                         early_stopping=st.early, map_location=self.device)
         extra = info.get("extra") or {}
-        self.opt_d.load_state_dict(extra["opt_d"])
-        self.balancer.load_state_dict(extra["balancer"])
+        st.opt_d.load_state_dict(extra["opt_d"])
+        st.balancer.load_state_dict(extra["balancer"])
         if extra.get("history"):
-            self.tracker.load_state_dict(extra["history"])
-        self.step = int(extra.get("step", 0))
-        self.start_epoch = int(info["epoch"]) + 1
-        log.info("resumed from %s at epoch %d", last, self.start_epoch)
+            st.tracker.load_state_dict(extra["history"])
+        st.step = int(extra.get("step", 0))
+        st.start_epoch = int(info["epoch"]) + 1
+        log.info("resumed from %s at epoch %d", last, st.start_epoch)
 
     # -- samples ----------------------------------------------------------------------------------
     def write_sample(self, epoch: int, pair: tuple[torch.Tensor, torch.Tensor]) -> list[Path]:
@@ -286,10 +309,19 @@ class Trainer:
         return paths + [png]
 
 
-def train(cfg: DictConfig, out_dir: Path, *, resume: bool = False, device: str = "auto") -> dict[str, Any]:
-    """Run (or resume) a training run into ``out_dir``; returns a summary."""
+Report = Callable[[str], None]
+
+
+def train(cfg: DictConfig, out_dir: Path, *, resume: bool = False, device: str = "auto",
+          report: Report | None = None) -> dict[str, Any]:
+    """Run (or resume) a training run into ``out_dir``; returns a summary.
+
+    ``report`` receives the per-epoch progress lines (rank 0 only); default ``log.info``. The CLI
+    passes ``print`` so they appear on the console.
+    """
+    report = report or log.info
     dev = get_device(device)
-    dist, dev = setup_distributed(dev)
+    dist, dev = init_distributed(dev)
     seed = int(cfg.train.seed)
     seed_everything(seed + dist.rank)
     out = Path(out_dir)
@@ -297,54 +329,75 @@ def train(cfg: DictConfig, out_dir: Path, *, resume: bool = False, device: str =
     train_loader, val_loader, data_info = build_loaders(cfg, seed + dist.rank, dev)
     t = Trainer(cfg, out, dev, dist)
     t.maybe_resume(resume)
-    if dist.main:
+    st = t.state
+    if dist.is_main:
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    epochs = int(cfg.optim.epochs)
-    logger = ExperimentLogger(str(cfg.train.logger) if dist.main else "none", log_dir=out / "runs",
+    logger = ExperimentLogger(str(cfg.train.logger) if dist.is_main else "none", log_dir=out / "runs",
                               project="enc-hf-workflow-autoencoder", run_name=out.name,
                               config=OmegaConf.to_container(cfg, resolve=True))
-    initial = None
-    if dist.main and t.start_epoch == 1:
+    if dist.is_main and st.start_epoch == 1:
         initial, _ = t.validate(val_loader)  # the untrained baseline every later epoch is compared to
-        print(f"epoch 0 (untrained): val_loss {initial['val_loss']:.4f}  mel {initial['val_mel']:.4f}", flush=True)
+        st.initial_val_loss = initial["val_loss"]
+        report(f"epoch 0 (untrained): val_loss {initial['val_loss']:.4f}  mel {initial['val_mel']:.4f}")
     t0 = time.perf_counter()
     with logger:
-        for epoch in range(t.start_epoch, epochs + 1):
-            ds = train_loader.dataset
-            if hasattr(ds, "set_epoch"):
-                ds.set_epoch(epoch)
-            if hasattr(train_loader.sampler, "set_epoch"):
-                train_loader.sampler.set_epoch(epoch)
-            bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False,
-                       disable=not (cfg.train.progress and dist.main), dynamic_ncols=True)
-            for x in bar:
-                m = t.train_step(x)
-                t.tracker.update(m, n=x.shape[0])
-                bar.set_postfix(mel=f"{m['mel']:.3f}", d=f"{m['d_loss']:.3f}", refresh=False)
-            if dist.world > 1:
-                torch.distributed.barrier()
-            if dist.main:
-                val, example = t.validate(val_loader)
-                t.tracker.update(val)
-                stats = t.tracker.end_epoch(epoch)
-                logger.log(stats, step=epoch)
-                if example is not None and cfg.train.sample_every and epoch % int(cfg.train.sample_every) == 0:
-                    t.write_sample(epoch, example)
-                saved = t.save(epoch, val["val_loss"])
-                t.tracker.save_to_json(out / "metrics.json")
-                with contextlib.suppress(Exception):
-                    t.tracker.plot_metrics(["val_loss", "val_mel", "val_l1"], save_path=out / "metrics.png")
-                log.info("epoch %d: %s%s", epoch, json.dumps({k: round(v, 5) for k, v in val.items()}),
-                         " (best)" if getattr(saved, "is_best", False) else "")
-                print(f"epoch {epoch}/{epochs}: val_loss {val['val_loss']:.4f}  mel {val['val_mel']:.4f}  "
-                      f"SI-SNR {val['val_si_snr']:.2f} dB  d_loss {stats.get('d_loss', float('nan')):.3f}",
-                      flush=True)
-                if t.early is not None and t.early(val["val_loss"], epoch):
-                    print(f"early stopping at epoch {epoch}")
-                    break
-            if dist.world > 1:
-                torch.distributed.barrier()
-    return {"epochs": t.tracker.get_history("val_loss"), "out": str(out), "data": data_info,
-            "initial_val_loss": initial["val_loss"] if initial else None,
-            "best_checkpoint": str(t.ckpt.best_path(NAME)) if hasattr(t.ckpt, "best_path") else None,
-            "seconds": time.perf_counter() - t0, "start_epoch": t.start_epoch}
+        for epoch in range(st.start_epoch, int(cfg.optim.epochs) + 1):
+            run_epoch(t, train_loader, epoch)
+            dist.barrier()
+            stop = dist.is_main and end_epoch(t, val_loader, logger, epoch, report)
+            if _all_stop(stop, dist, dev):
+                break
+    return {"epochs": st.tracker.get_history("val_loss"), "out": str(out), "data": data_info,
+            "initial_val_loss": st.initial_val_loss, "best_checkpoint": str(t.ckpt.best_path(NAME)),
+            "seconds": time.perf_counter() - t0, "start_epoch": st.start_epoch}
+
+
+def _all_stop(stop: bool, dist: DistInfo, device: torch.device) -> bool:
+    """Rank 0's early-stopping decision, shared with every rank (so all leave the loop together)."""
+    if not dist.enabled:
+        return stop
+    flag = torch.tensor([1.0 if stop else 0.0], device=device)
+    torch.distributed.broadcast(flag, src=0)  # also the end-of-epoch synchronisation point
+    return bool(flag.item())
+
+
+def run_epoch(t: Trainer, train_loader: Any, epoch: int) -> None:
+    """One epoch of training steps (every rank), accumulated into the state's tracker."""
+    ds = train_loader.dataset
+    if hasattr(ds, "set_epoch"):
+        ds.set_epoch(epoch)
+    if hasattr(train_loader.sampler, "set_epoch"):
+        train_loader.sampler.set_epoch(epoch)
+    epochs = int(t.cfg.optim.epochs)
+    bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False,
+               disable=not (t.cfg.train.progress and t.dist.is_main), dynamic_ncols=True)
+    for x in bar:
+        m = t.train_step(x)
+        t.state.tracker.update(m, n=x.shape[0])
+        bar.set_postfix(mel=f"{m['mel']:.3f}", d=f"{m['d_loss']:.3f}", refresh=False)
+
+
+def end_epoch(t: Trainer, val_loader: Any, logger: ExperimentLogger, epoch: int, report: Report) -> bool:
+    """Rank 0 after an epoch: validate, log, write a sample, checkpoint, save the metrics files.
+    Returns True when early stopping ends the run."""
+    st, out = t.state, t.out
+    val, example = t.validate(val_loader)
+    st.tracker.update(val)
+    stats = st.tracker.end_epoch(epoch)
+    logger.log(stats, step=epoch)
+    every = t.cfg.train.sample_every
+    if example is not None and every and epoch % int(every) == 0:
+        t.write_sample(epoch, example)
+    saved = t.save(epoch, val["val_loss"])
+    st.tracker.save_to_json(out / "metrics.json")
+    with contextlib.suppress(Exception):
+        st.tracker.plot_metrics(["val_loss", "val_mel", "val_l1"], save_path=out / "metrics.png")
+    log.info("epoch %d: %s%s", epoch, json.dumps({k: round(v, 5) for k, v in val.items()}),
+             " (best)" if getattr(saved, "is_best", False) else "")
+    report(f"epoch {epoch}/{int(t.cfg.optim.epochs)}: val_loss {val['val_loss']:.4f}  "
+           f"mel {val['val_mel']:.4f}  SI-SNR {val['val_si_snr']:.2f} dB  "
+           f"d_loss {stats.get('d_loss', float('nan')):.3f}")
+    if st.early is not None and st.early(val["val_loss"], epoch):
+        report(f"early stopping at epoch {epoch}")
+        return True
+    return False

@@ -90,7 +90,7 @@ def train_one(name: str, args: argparse.Namespace, device: Any) -> ModelRun:
     from torch.utils.data import DataLoader
 
     from training.music.models import MODEL_REGISTRY, build_loss, build_model
-    from training.utils import (
+    from training.core import (
         CheckpointManager, EarlyStopping, ExperimentLogger, fit, seed_everything, seed_worker,
         split_dataset,
     )
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"unknown model(s) {unknown or models}; choose from {', '.join(ALL_MODELS)}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pick one")
-    from training.utils import get_device
+    from training.core import get_device
 
     device = get_device(args.device)
     runs: list[ModelRun] = []
@@ -189,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         except UsageError:
             raise
         except Exception as exc:  # noqa: BLE001 - one model's failure must not lose the others
+            from training.core import TrainingError
             from workflow.errors import WorkflowError
-            msg = str(exc) if isinstance(exc, WorkflowError) else f"{type(exc).__name__}: {exc}"
+            expected = isinstance(exc, (WorkflowError, TrainingError))
+            msg = str(exc) if expected else f"{type(exc).__name__}: {exc}"
             print(f"ERROR: {name} failed: {msg}", file=sys.stderr)
             log.debug("traceback", exc_info=True)
             failed.append(name)
