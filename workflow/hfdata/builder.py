@@ -1,0 +1,364 @@
+"""The s5 build: scan, select, stage, write Arrow splits, metadata and card, verify, swap in.
+
+:func:`build` builds some splits into a dataset folder and keeps the others already there;
+:func:`build_dataset` is its short form.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import ecdc, sidecar
+from ..errors import DatasetError, EcdcFormatError, UsageError, WorkflowError
+from ..files import TMP_MARKER, atomic_write_text, discover, relative_key
+from ..runner import WorkItem, bounded_map
+from .card import _dataset_meta, _split_description, _split_meta, render_card
+from .config import BuildConfig, BuildResult, VerifyError, _abs
+from .read import load_dataset_dir, read_dataset_meta
+from .scan import _fail_result, _Row, _scan, _Scanned, _select_usable, _strip_suffix
+from .schema import CARD_FILE, META_FILE, REPORTS_DIR, STAGE, _record_batch, dataset_features
+from .splits import assign_split
+from .staging import _carry, _file_mode, _link_or_copy, _place, _quiet_datasets, _recover, _swap_in
+from .verify import verify_dataset
+
+if TYPE_CHECKING:  # datasets takes ~1 s to import: only functions that need it import it
+    import datasets
+    import pyarrow as pa
+
+log = logging.getLogger(__package__)  # "workflow.hfdata", the logger name from before the split
+
+
+def _read_embedded(s: _Scanned) -> tuple[np.ndarray, np.ndarray | None]:
+    """Codes ``[K, T]`` int16 and sidecar values ``[T, D]`` float32 of one file, checked."""
+    codes = ecdc.load_tokens(s.src).codes
+    if codes.shape != (s.num_codebooks, s.num_frames):
+        raise EcdcFormatError(f"{s.src}: decoded codes have shape {tuple(codes.shape)} but the header "
+                              f"says [{s.num_codebooks}, {s.num_frames}]; {ecdc.REENCODE_HINT}")
+    values = None
+    if s.cond_src is not None:
+        sc = sidecar.read_sidecar(s.cond_src)
+        if sc.frames != s.num_frames or sc.names != list(s.features):
+            raise sidecar.SidecarError(f"{s.cond_src}: sidecar changed while the dataset was being "
+                                       "built; re-run the build")
+        values = np.ascontiguousarray(sc.values, dtype=np.float32)
+    return np.ascontiguousarray(codes, dtype=np.int16), values
+
+
+def _existing(out: Path, fresh: bool) -> tuple[dict[str, Any] | None, list[str]]:
+    """(metadata, split names) of the dataset already in ``out``; refuses folders not ours."""
+    if not out.exists() or not any(out.iterdir()):
+        return None, []
+    if not (out / META_FILE).exists():
+        raise UsageError(f"OUT_DIR {out} exists and is not a dataset built by wf-build-dataset "
+                         f"(no {META_FILE}); choose a new or empty folder")
+    if fresh:
+        return None, []
+    meta = read_dataset_meta(out)
+    try:
+        listed = json.loads((out / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{out}: dataset_dict.json is missing or broken ({exc}); rebuild with "
+                           "--fresh") from exc
+    return meta, [s for s in listed if s in meta["splits"]]
+
+
+def _carry_split(out: Path, staged: Path, split: str, owners: dict[str, str]) -> list[str]:
+    """Hard-link a kept split (Arrow folder + the files its rows reference) into ``staged``."""
+    import datasets
+
+    shutil.copytree(out / split, staged / split, copy_function=_link_or_copy)
+    ds = datasets.load_from_disk(str(out / split))
+    cols = [c for c in ("audio", "cond", "wav") if c in ds.column_names]
+    table = ds.select_columns(cols).with_format("arrow")[:]
+    missing: list[str] = []
+    for col in cols:
+        for rel in table.column(col).to_pylist():
+            if rel is None or os.path.normpath(rel).startswith(".."):
+                continue  # --materialize none: points outside, nothing to carry
+            rels = [rel] + ([sidecar.json_path_for(Path(rel)).as_posix()] if col == "cond" else [])
+            for r in rels:
+                owners.setdefault(Path(r).as_posix(), split)
+                if not _carry(out / r, staged / r):
+                    missing.append(f"{split}: {r} is missing in {out}")
+    return missing
+
+
+def _check_kept_columns(cfg: BuildConfig, old_meta: dict[str, Any], kept: Sequence[str]) -> None:
+    """Every split of a dataset has the same columns: refuse a build that would mix them."""
+    for s in kept:
+        sm = old_meta["splits"][s]
+        if bool(sm.get("embedded")) != cfg.embed or bool(sm.get("has_wav")) != (cfg.wav_root is not None):
+            raise DatasetError(
+                f"{cfg.out_dir}: existing split {s!r} was built "
+                f"{'with' if sm.get('embedded') else 'without'} --embed and "
+                f"{'with' if sm.get('has_wav') else 'without'} --wav-root; build this split the same "
+                "way, or rebuild all splits with --fresh")
+
+
+def _kept_split_warnings(cfg: BuildConfig, old_meta: dict[str, Any], kept: Sequence[str],
+                         usable: Sequence[_Scanned], ref_order: list[str]) -> list[str]:
+    """Feature lists that disagree with a kept split, and files that are in two splits."""
+    out: list[str] = []
+    new_ids = {s.id for s in usable}
+    for k in kept:
+        sm = old_meta["splits"][k]
+        if sm.get("feature_order", []) != ref_order:
+            out.append(f"split {k!r} has features [{', '.join(sm.get('feature_order', []))}] but the new "
+                       f"split(s) have [{', '.join(ref_order)}]; rebuild {k!r} too so they match")
+        if sm.get("source", {}).get("tokens_dir") == _abs(cfg.tokens_dir):
+            overlap = len(new_ids & _split_ids(cfg.out_dir, k))
+            if overlap:
+                out.append(f"{overlap} file(s) of the new split(s) are also in split {k!r} (same tokens "
+                           "folder): the splits overlap")
+    for msg in out:
+        log.warning(msg)
+    return out
+
+
+def build(cfg: BuildConfig) -> BuildResult:
+    """Build ``cfg.target_splits`` into ``cfg.out_dir``, keeping any other splits already there.
+
+    Files with problems (unreadable tokens, sidecar frame mismatch, another codec, …) are left
+    out and returned in ``result.problems`` (also in the run report, META_FILE and card).
+    Raises :class:`VerifyError` (and writes nothing) if ``cfg.verify`` finds problems.
+    """
+    cfg.validate()
+    out = cfg.out_dir
+    _recover(out)
+    old_meta, old_splits = _existing(out, cfg.fresh)
+    kept = [s for s in old_splits if s not in cfg.target_splits]
+    if kept and old_meta is not None:
+        _check_kept_columns(cfg, old_meta, kept)
+    now = _dt.datetime.now().isoformat(timespec="seconds")
+
+    # -- scan -------------------------------------------------------------------------------------
+    files = discover(cfg.tokens_dir, [cfg.suffix], recursive=cfg.recursive)
+    if cfg.max_files is not None:
+        files = files[: cfg.max_files]
+    if not files:
+        raise UsageError(f"no *{cfg.suffix} files under {cfg.tokens_dir}"
+                         + ("" if cfg.recursive else " (--no-recursive)"))
+    keys = [relative_key(p, cfg.tokens_dir) for p in files]
+    items = [WorkItem(k, p, out / cfg.tokens_subdir / k) for k, p in zip(keys, files)]
+    scanned, report = _scan(cfg, items)
+    problems: dict[str, str] = {r.key: r.error or "" for r in report.failed}
+    usable, odd, ref_sig, ref_order = _select_usable(scanned, old_meta, kept)
+    problems.update(odd)
+    for key, err in odd.items():
+        _fail_result(report, key, err)
+    if not usable:
+        first = "\n  ".join(f"{k}: {e}" for k, e in list(problems.items())[:10])
+        raise DatasetError(f"none of the {len(items)} token files under {cfg.tokens_dir} could be "
+                           f"used; nothing was written:\n  {first}")
+    warnings = _kept_split_warnings(cfg, old_meta, kept, usable, ref_order) if old_meta else []
+    by_split: dict[str, list[_Scanned]] = {name: [] for name in cfg.target_splits}
+    for s in usable:
+        by_split[assign_split(s.id, cfg.split_ratios, cfg.seed) if cfg.split_ratios else cfg.split].append(s)
+
+    # -- stage, write, verify, swap ---------------------------------------------------------------
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARKER}build-{os.getpid()}-", dir=out.parent))
+    os.chmod(staged, _file_mode(0o777))  # mkdtemp makes it private; a dataset folder is not
+    try:
+        owners: dict[str, str] = {}
+        for k in kept:
+            for msg in _carry_split(out, staged, k, owners):
+                log.warning(msg)
+                warnings.append(msg)
+        if (out / REPORTS_DIR).is_dir():
+            shutil.copytree(out / REPORTS_DIR, staged / REPORTS_DIR, copy_function=_link_or_copy)
+
+        split_metas = {k: old_meta["splits"][k] for k in kept} if old_meta else {}
+        built: dict[str, int] = {}
+        with _quiet_datasets(cfg.progress):
+            for name in cfg.target_splits:
+                rows, late = _write_split(cfg, staged, name, by_split[name], owners, old_meta)
+                for key, err in late:
+                    problems[key] = err
+                    _fail_result(report, key, err)
+                split_metas[name] = _split_meta(cfg, rows, _problems_for_split(cfg, problems, name),
+                                                ref_order, now)
+                built[name] = len(rows)
+        order = [s for s in old_splits if s in split_metas]
+        order += [s for s in cfg.target_splits if s not in order]
+        meta = _dataset_meta(old_meta, {s: split_metas[s] for s in order}, ref_sig, now, ref_order)
+        _finish_staged(staged, meta, out.name)
+
+        report.params["problems"] = len(problems)
+        report.finished = _dt.datetime.now().isoformat(timespec="seconds")
+        report_rel = Path(REPORTS_DIR) / f"{STAGE}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.json"
+        report.write(staged / report_rel)
+        if cfg.report is not None:
+            report.write(cfg.report)
+
+        if cfg.verify:
+            found = verify_dataset(staged, workers=cfg.workers, progress=cfg.progress)
+            if found:
+                raise VerifyError(out, found)
+        _swap_in(staged, out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return BuildResult(dataset=load_dataset_dir(out), out_dir=out, built=built, kept=kept,
+                       problems=sorted(problems.items()), meta=meta,
+                       report_path=cfg.report or out / report_rel, warnings=warnings, report=report)
+
+
+def _split_ids(out: Path, split: str) -> set[str]:
+    import datasets
+
+    ds = datasets.load_from_disk(str(out / split)).select_columns(["id"])
+    return set(ds.with_format("arrow")[:].column("id").to_pylist())
+
+
+def _problems_for_split(cfg: BuildConfig, problems: Mapping[str, str], split: str) -> list[tuple[str, str]]:
+    """Problem files attributed to ``split`` (by the same hash as the rows, for split ratios)."""
+    out = []
+    for key, err in sorted(problems.items()):
+        name = (assign_split(_strip_suffix(key, cfg.suffix), cfg.split_ratios, cfg.seed)
+                if cfg.split_ratios else cfg.split)
+        if name == split:
+            out.append((key, err))
+    return out
+
+
+def _write_split(cfg: BuildConfig, staged: Path, split: str, members: list[_Scanned],
+                 owners: dict[str, str], old_meta: dict[str, Any] | None
+                 ) -> tuple[list[_Row], list[tuple[str, str]]]:
+    """Materialise the files of one split, read embedded values, write its Arrow folder."""
+    import datasets
+    import pyarrow as pa
+
+    out = cfg.out_dir
+    wav = cfg.wav_root is not None
+    features = dataset_features(wav=wav, embed=cfg.embed)
+    schema = features.arrow_schema
+    stage_file = staged / f".{split}{TMP_MARKER}rows.arrow"
+    problems: list[tuple[str, str]] = []
+    rows: list[_Row] = []
+    mine = (_abs(cfg.tokens_dir), _abs(cfg.cond_root) if cfg.cond_root else None,
+            _abs(cfg.wav_root) if cfg.wav_root else None)
+
+    def claim(rel: str) -> None:
+        owner = owners.get(rel)
+        if owner is None or old_meta is None:
+            return
+        src = old_meta["splits"][owner].get("source", {})
+        theirs = (src.get("tokens_dir"), src.get("cond_root"), src.get("wav_root"))
+        if theirs != mine:
+            raise DatasetError(
+                f"{out / rel} is used by split {owner!r} (built from {theirs[0]}) and would be "
+                f"replaced by a file of split {split!r} from {mine[0]}; pass "
+                f"--tokens-subdir {cfg.tokens_subdir}_{split} (and --wav-subdir) for this split")
+
+    def place(s: _Scanned) -> _Row:
+        if cfg.materialize == "none":
+            def rel_of(p: Path | None) -> str | None:
+                return None if p is None else Path(os.path.relpath(_abs(p), _abs(out))).as_posix()
+
+            return _Row(s, rel_of(s.src), rel_of(s.cond_src), rel_of(s.wav_src))
+        audio_rel = f"{cfg.tokens_subdir}/{s.key}"
+        pairs = [(s.src, audio_rel)]
+        cond_rel = None
+        if s.cond_src is not None:
+            cond_final = sidecar.sidecar_path_for(out / audio_rel, out / cfg.tokens_subdir,
+                                                  suffix=cfg.cond_suffix)
+            cond_rel = relative_key(cond_final, out)
+            json_rel = relative_key(sidecar.json_path_for(cond_final), out)
+            pairs += [(s.cond_src, cond_rel), (sidecar.json_path_for(s.cond_src), json_rel)]
+        wav_rel = None
+        if s.wav_src is not None:
+            wav_rel = f"{cfg.wav_subdir}/{s.id}.wav"
+            pairs.append((s.wav_src, wav_rel))
+        for src, rel in pairs:
+            claim(rel)
+            _place(src, out / rel, staged / rel, cfg.materialize)
+        return _Row(s, audio_rel, cond_rel, wav_rel)
+
+    def load(s: _Scanned) -> tuple[_Scanned, Any]:
+        try:
+            return s, _read_embedded(s) if cfg.embed else None
+        except WorkflowError as exc:
+            return s, exc
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the build
+            return s, DatasetError(f"{s.src}: {type(exc).__name__}: {exc}")
+
+    bar = tqdm(total=len(members), desc=f"write {split}", unit="file", disable=not cfg.progress,
+               file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
+    batch: list[_Row] = []
+    batch_bytes = 0
+    with bar, pa.OSFile(str(stage_file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer, \
+            cf.ThreadPoolExecutor(cfg.workers) as pool:
+        for _, fut in bounded_map(pool, lambda s: (load, s), members, 2 * cfg.workers, ordered=True):
+            s, payload = fut.result()
+            bar.update(1)
+            if isinstance(payload, BaseException):
+                log.warning("%s skipped: %s", s.key, payload)
+                problems.append((s.key, str(payload)))
+                continue
+            row = place(s)
+            if payload is not None:
+                row.codes, row.cond_values = payload
+                batch_bytes += row.codes.nbytes + (0 if row.cond_values is None else row.cond_values.nbytes)
+            rows.append(row)
+            batch.append(row)
+            if len(batch) >= 1024 or batch_bytes > 64 << 20:
+                writer.write_batch(_record_batch(batch, schema, wav=wav, embed=cfg.embed))
+                for r in batch:
+                    r.codes = r.cond_values = None
+                batch, batch_bytes = [], 0
+        if batch:
+            writer.write_batch(_record_batch(batch, schema, wav=wav, embed=cfg.embed))
+            for r in batch:
+                r.codes = r.cond_values = None
+
+    info = datasets.DatasetInfo(features=features)
+    ds = datasets.Dataset.from_file(str(stage_file), info=info, split=datasets.NamedSplit(split))
+    # datasets writes no data file for an empty split (and cannot load that back): force one shard
+    ds.save_to_disk(str(staged / split), num_shards=1 if len(ds) == 0 else None)
+    del ds
+    stage_file.unlink()
+    return rows, problems
+
+
+def _finish_staged(staged: Path, meta: dict[str, Any], name: str) -> None:
+    """dataset_dict.json, META_FILE, card, and each built split's ``info.description``."""
+    import datasets
+
+    with open(staged / datasets.config.DATASETDICT_JSON_FILENAME, "w", encoding="utf-8") as fh:
+        json.dump({"splits": list(meta["splits"])}, fh)
+    for split in meta["splits"]:
+        info_path = staged / split / datasets.config.DATASET_INFO_FILENAME
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info["description"] = _split_description(meta, split)
+        # carried splits are hard links: replace the file, never write through the link
+        atomic_write_text(info_path, json.dumps(info, indent=2))
+        os.chmod(info_path, _file_mode())
+    atomic_write_text(staged / META_FILE, json.dumps(meta, indent=1) + "\n")
+    atomic_write_text(staged / CARD_FILE, render_card(meta, name))
+    for p in (staged / META_FILE, staged / CARD_FILE):
+        os.chmod(p, _file_mode())
+
+
+def build_dataset(tokens_dir: Path | str, out_dir: Path | str, **options: Any) -> datasets.DatasetDict:
+    """Build (or extend) the dataset in ``out_dir`` from the token files under ``tokens_dir``.
+
+    ``options`` are the fields of :class:`BuildConfig` (``split``, ``split_ratios``, ``seed``,
+    ``materialize``, ``cond_root``, ``wav_root``, ``embed``, ``max_files``, ``verify``, …).
+    Files with problems are left out and logged; they are listed per split under ``skipped`` in
+    :func:`read_dataset_meta`. Use :func:`build` for the full :class:`BuildResult`.
+    """
+    return build(BuildConfig(Path(tokens_dir), Path(out_dir), **options)).dataset

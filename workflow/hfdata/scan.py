@@ -1,0 +1,161 @@
+"""Scanning token files for a build: headers, sidecars and wavs checked, one layout per dataset.
+
+Uses the shared runner (threads, progress bar, per-file errors); a file with a problem is left out
+with the reason, never stopping the build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import sidecar
+from ..errors import DatasetError
+from ..files import mirror_path
+from ..runner import FAILED, ItemResult, Runner, RunOptions, WorkItem
+from .config import BuildConfig
+from .read import read_token_header
+from .schema import STAGE
+
+log = logging.getLogger(__package__)  # "workflow.hfdata", the logger name from before the split
+
+
+@dataclass
+class _Scanned:
+    """One usable token file (the light part; codes are read later, only with --embed)."""
+
+    key: str
+    id: str
+    src: Path
+    codec: str
+    fps: float
+    sample_rate: int
+    num_codebooks: int
+    num_frames: int
+    duration: float
+    weights: str
+    cond_src: Path | None
+    features: dict[str, sidecar.FeatureInfo]
+    wav_src: Path | None
+
+    @property
+    def signature(self) -> tuple[str, float, int, int]:
+        return (self.codec, round(self.fps, 6), self.sample_rate, self.num_codebooks)
+
+
+@dataclass
+class _Row:
+    scanned: _Scanned
+    audio: str
+    cond: str | None
+    wav: str | None
+    codes: np.ndarray | None = None
+    cond_values: np.ndarray | None = None
+
+
+def _strip_suffix(key: str, suffix: str) -> str:
+    return key[: -len(suffix)] if key.lower().endswith(suffix.lower()) else key
+
+
+def _scan_one(item: WorkItem, cfg: BuildConfig) -> _Scanned:
+    """Read one token file's header and check its sidecar and wav; raises on any problem."""
+    header = read_token_header(item.src)
+    frames = header.num_frames
+    cond_src = sidecar.sidecar_path_for(item.src, cfg.tokens_dir, cfg.cond_root, cfg.cond_suffix)
+    features: dict[str, sidecar.FeatureInfo] = {}
+    if cond_src.exists() or sidecar.json_path_for(cond_src).exists():
+        sc = sidecar.read_sidecar(cond_src, mmap=True)  # checks the pair; reads the .npy header only
+        if sc.frames != frames:
+            raise sidecar.SidecarError(
+                f"{cond_src}: sidecar has {sc.frames} frames but {item.src} has {frames} token "
+                "frames; re-run wf-sidecar-init --overwrite and wf-sidecar-add for this file")
+        if sc.fps and abs(sc.fps - header.fps) > 1e-3:
+            raise sidecar.SidecarError(f"{cond_src}: sidecar fps {sc.fps} differs from the tokens' "
+                                       f"{header.fps}; re-run wf-sidecar-init --overwrite")
+        features = sc.features
+    else:
+        cond_src = None
+    wav_src = None
+    if cfg.wav_root is not None:
+        wav_src = mirror_path(item.src, cfg.tokens_dir, cfg.wav_root, ".wav")
+        if not wav_src.is_file():
+            raise DatasetError(f"{item.src}: its wav {wav_src} is missing (--wav-root {cfg.wav_root}); "
+                               "re-run s1 for it or drop --wav-root")
+    return _Scanned(
+        key=item.key, id=_strip_suffix(item.key, cfg.suffix), src=item.src, codec=header.model,
+        fps=float(header.fps), sample_rate=int(header.sample_rate),
+        num_codebooks=int(header.num_codebooks), num_frames=int(frames),
+        duration=float(header.duration), weights=header.weights or "unknown",
+        cond_src=cond_src, features=features, wav_src=wav_src)
+
+
+def _scan(cfg: BuildConfig, items: list[WorkItem]) -> tuple[list[_Scanned], Any]:
+    """Scan every item with the shared runner (threads, progress bar, per-file errors)."""
+    scanned: dict[str, _Scanned] = {}
+
+    def fn(item: WorkItem) -> dict:
+        s = _scan_one(item, cfg)
+        scanned[item.key] = s
+        return {"frames": s.num_frames, "cond": s.cond_src is not None}
+
+    options = RunOptions(workers=cfg.workers, overwrite=True, progress=cfg.progress)
+    runner = Runner(STAGE, options, {k: (str(v) if isinstance(v, Path) else v)
+                                     for k, v in dataclasses.asdict(cfg).items()})
+    report = runner.map(items, fn, executor="thread")
+    ok = [scanned[it.key] for it in items if it.key in scanned]
+    return ok, report
+
+
+def _fail_result(report: Any, key: str, error: str) -> None:
+    """Turn an item of the run report into a failure (consistency checks, embedding)."""
+    for i, r in enumerate(report.results):
+        if r.key == key:
+            report.results[i] = ItemResult(key, FAILED, r.seconds, r.info, error)
+            return
+    report.results.append(ItemResult(key, FAILED, error=error))
+
+
+def _describe_signature(sig: Sequence[Any]) -> str:
+    codec, fps, sr, k = sig
+    return f"{codec}, {fps:g} fps, {sr} Hz, {k} codebooks"
+
+
+def _select_usable(scanned: Sequence[_Scanned], old_meta: dict[str, Any] | None, kept: Sequence[str]
+                   ) -> tuple[list[_Scanned], dict[str, str], tuple, list[str]]:
+    """One codec layout and one feature list per dataset: files that differ are problems.
+
+    The reference is the kept splits' layout (else the most common one among the files) and the
+    most common sidecar feature list. Returns (usable, problems, layout, feature order).
+    """
+    if kept and old_meta is not None:
+        ref_sig = (old_meta["codec"], round(float(old_meta["fps"]), 6), int(old_meta["sample_rate"]),
+                   int(old_meta["num_codebooks"]))
+        ref_from = f"the existing split(s) {', '.join(kept)}"
+    else:
+        ref_sig = Counter(s.signature for s in scanned).most_common(1)[0][0]
+        ref_from = "most files"
+    orders = Counter(tuple(s.features) for s in scanned if s.cond_src is not None and s.signature == ref_sig)
+    ref_order = list(orders.most_common(1)[0][0]) if orders else []
+    usable: list[_Scanned] = []
+    problems: dict[str, str] = {}
+    for s in scanned:
+        if s.signature != ref_sig:
+            problems[s.key] = (f"{s.src}: tokens are {_describe_signature(s.signature)} but the dataset "
+                               f"is {_describe_signature(ref_sig)} (from {ref_from}); re-encode it, or "
+                               "build it into another OUT_DIR" + (" or use --fresh" if kept else ""))
+        elif s.cond_src is not None and list(s.features) != ref_order:
+            problems[s.key] = (f"{s.cond_src}: sidecar features [{', '.join(s.features)}] differ from "
+                               f"the rest of the dataset's [{', '.join(ref_order)}]; run wf-sidecar-add "
+                               "on it so every file has the same features")
+        else:
+            usable.append(s)
+    for key, err in problems.items():
+        log.warning("%s left out: %s", key, err)
+    return usable, problems, ref_sig, ref_order
