@@ -347,29 +347,19 @@ def _verify(
     """Check ``path`` against what the publisher gives; return (sha256, what was checked)."""
     size = path.stat().st_size
     checks: dict[str, str] = {}
-    if remote.size_bytes is not None:
-        if size != remote.size_bytes:
-            msg = f"{path.name}: {size} bytes, but {remote.checksum_source} says {remote.size_bytes}"
-            if enforce:
-                raise ChecksumMismatchError(msg)
-            log.warning("%s (not enforced: --no-checksum)", msg)
-            checks["size"] = f"MISMATCH ignored (--no-checksum): expected {remote.size_bytes}"
-        else:
-            checks["size"] = f"matches {remote.size_bytes} ({remote.checksum_source})"
-    else:
+    if remote.size_bytes is None:
         checks["size"] = "no size published; measured size recorded"
-    digest = sha256_file(path, progress=progress)
-    if remote.sha256 is not None:
-        if digest != remote.sha256.lower():
-            msg = f"{path.name}: sha256 {digest}, but {remote.checksum_source} says {remote.sha256}"
-            if enforce:
-                raise ChecksumMismatchError(msg)
-            log.warning("%s (not enforced: --no-checksum)", msg)
-            checks["sha256"] = f"MISMATCH ignored (--no-checksum): expected {remote.sha256}"
-        else:
-            checks["sha256"] = f"matches ({remote.checksum_source})"
     else:
+        checks["size"] = _compare(path, f"{size} bytes", size == remote.size_bytes,
+                                  str(remote.size_bytes), f"matches {remote.size_bytes} ({remote.checksum_source})",
+                                  remote.checksum_source, enforce)
+    digest = sha256_file(path, progress=progress)
+    if remote.sha256 is None:
         checks["sha256"] = "no checksum published; measured sha256 recorded"
+    else:
+        checks["sha256"] = _compare(path, f"sha256 {digest}", digest == remote.sha256.lower(),
+                                    remote.sha256, f"matches ({remote.checksum_source})",
+                                    remote.checksum_source, enforce)
     if remote.reference_sha256 is not None:
         if digest == remote.reference_sha256.lower():
             checks["reference_sha256"] = "matches the third-party record (not enforced)"
@@ -380,6 +370,18 @@ def _verify(
             )
             checks["reference_sha256"] = f"differs from the third-party record {remote.reference_sha256}"
     return digest, checks
+
+
+def _compare(path: Path, measured: str, ok: bool, expected: str, match: str,
+             source: str, enforce: bool) -> str:
+    """One published value checked: the record line, or raise (enforced) / warn (--no-checksum)."""
+    if ok:
+        return match
+    msg = f"{path.name}: {measured}, but {source} says {expected}"
+    if enforce:
+        raise ChecksumMismatchError(msg)
+    log.warning("%s (not enforced: --no-checksum)", msg)
+    return f"MISMATCH ignored (--no-checksum): expected {expected}"
 
 
 def _valid_marker(remote: RemoteFile, dest: Path, *, enforce: bool) -> dict[str, Any] | None:

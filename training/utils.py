@@ -8,54 +8,11 @@ the toolkit's overview and the batch layout rule.
 
 from __future__ import annotations
 
-from training.core import (
+from training.core import *  # noqa: F401,F403 - every public name of the toolkit
+from training.core import (  # noqa: F401 - the checkpoint/metrics file-format constants
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     METRICS_FORMAT,
     METRICS_VERSION,
-    BatchError,
-    CheckpointError,
-    CheckpointManager,
-    EarlyStopping,
-    ExperimentLogger,
-    FitHistory,
-    MetricsError,
-    MetricsTracker,
-    SavedCheckpoint,
-    TrainingError,
-    fit,
-    get_device,
-    get_rng_state,
-    move_to_device,
-    seed_everything,
-    seed_worker,
-    set_rng_state,
-    split_dataset,
-    train_epoch,
-    unpack_batch,
-    validate_epoch,
 )
-
-__all__ = [
-    "TrainingError",
-    "CheckpointError",
-    "BatchError",
-    "MetricsError",
-    "EarlyStopping",
-    "CheckpointManager",
-    "SavedCheckpoint",
-    "MetricsTracker",
-    "ExperimentLogger",
-    "FitHistory",
-    "train_epoch",
-    "validate_epoch",
-    "fit",
-    "split_dataset",
-    "get_device",
-    "seed_everything",
-    "seed_worker",
-    "unpack_batch",
-    "move_to_device",
-    "get_rng_state",
-    "set_rng_state",
-]
+from training.core import __all__  # noqa: F401
