@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from workflow.errors import UsageError, WorkflowError
 from workflow.files import AUDIO_EXTENSIONS, atomic_write_text, check_output_not_inside_input, temp_sibling
 from workflow.runner import RunOptions, RunReport
-from workflow.s1_audio_normalize import NormalizeConfig, build_items, normalize_items, segment_path
+from workflow.normalize import NormalizeConfig, build_items, normalize_items, segment_path
 
 log = logging.getLogger(__name__)
 
