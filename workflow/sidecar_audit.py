@@ -56,7 +56,7 @@ from workflow.audit import (  # noqa: F401 - AuditResult, FeatureSummary, make_h
 )
 from workflow.errors import UsageError
 from workflow.files import atomic_write_text
-from workflow.runner import RunOptions, run_cli, setup_logging
+from workflow.runner import RunOptions, add_runner_args, run_cli, setup_logging
 
 
 def _list_arg(text: str) -> int | None:
@@ -105,16 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fail-on", default="any", metavar="any|none|TYPE,…",
                    help="which issues make the exit status 1: any (default), none, or a comma list "
                         "of issue types")
-    g = p.add_argument_group("run control")
-    g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
-                   help="descend into sub-folders (default: on)")
-    g.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
-                   help="parallel reader processes (default: up to 8)")
-    g.add_argument("--shard-index", type=int, default=0, help="this job's shard, 0-based")
-    g.add_argument("--shard-count", type=int, default=1,
-                   help="total shards; files are assigned by a stable hash of their relative path")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    # The runner's shared flags, less those for writing outputs (the audit only reads).
+    add_runner_args(
+        p, workers_default=max(1, min(8, os.cpu_count() or 1)), group=p.add_argument_group("run control"),
+        only=("recursive", "workers", "shard_index", "shard_count", "no_progress", "verbose"),
+        helps={"recursive": "descend into sub-folders (default: on)",
+               "workers": "parallel reader processes (default: up to 8)",
+               "shard_index": "this job's shard, 0-based"})
     return p
 
 
