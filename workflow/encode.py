@@ -25,8 +25,8 @@ from workflow.errors import EcdcFormatError
 from workflow.files import discover, mirror_path, relative_key, select_shard
 from workflow.runner import Runner, RunOptions, RunReport, WorkItem
 
-log = logging.getLogger(__name__)
 STAGE = "s2_wav2encodec24"
+log = logging.getLogger(f"workflow.{STAGE}")  # log lines keep the stage's name
 # Measured with EnCodec 24 kHz on a 2-core CPU: ~10 s of audio per forward pass is fastest
 # (35× real time; 60 s batches drop to 12×, the activations outgrow the caches).
 DEFAULT_BATCH_SECONDS = {"cpu": 10.0, "cuda": 120.0}
