@@ -27,119 +27,14 @@ if __package__ in (None, ""):  # run as a file: import the package, and don't le
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from tqdm import tqdm
 
 from workflow import hfdata
-from workflow.errors import UsageError, WorkflowError
+from workflow.errors import UsageError
+from workflow.inspection import describe_dataset, show_rows, verify_split
 from workflow.runner import run_cli, setup_logging
 from workflow.torchdata import SOURCES, TokenCondDataset
 
 MAX_LISTED_FAILURES = 50
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
-def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-
-
-def describe_dataset(meta: dict[str, Any], splits: dict[str, Any]) -> list[str]:
-    """The header lines: codec, rate, splits with sizes, features with their ranges."""
-    lines = [
-        f"codec: {_fmt(meta.get('codec'))}  fps: {_fmt(meta.get('fps'))}  sample_rate: "
-        f"{_fmt(meta.get('sample_rate'))}  codebooks: {_fmt(meta.get('num_codebooks'))}  "
-        f"weights: {_fmt(meta.get('weights'))}  embedded: {'yes' if meta.get('embedded') else 'no'}",
-        "splits:",
-    ]
-    for name, ds in splits.items():
-        table = ds.data.table
-        frames = _column_sum(table, "num_frames")
-        seconds = _column_sum(table, "duration")
-        lines.append(f"  {name}: {ds.num_rows} rows, {int(frames)} frames, {seconds:.1f} s "
-                     f"({seconds / 3600:.3f} h)")
-    feats = meta.get("features") or {}
-    order = list(meta.get("feature_order") or feats)
-    if not order:
-        lines.append("features: none (cond is [T, 0])")
-        return lines
-    lines.append(f"features ({len(order)}; cond column order; normalised to [0, 1] with min/max):")
-    rows = [["name", "units", "min", "max", "mean", "std", "range_from"]]
-    for name in order:
-        f = feats.get(name) or {}
-        rows.append([name, _fmt(f.get("units")), _fmt(f.get("min")), _fmt(f.get("max")),
-                     _fmt(f.get("mean")), _fmt(f.get("std")), _fmt(f.get("range_from"))])
-    lines.extend(_table(rows))
-    return lines
-
-
-def _column_sum(table: Any, name: str) -> float:
-    if name not in table.column_names:
-        return 0.0
-    import pyarrow.compute as pc
-
-    total = pc.sum(table.column(name)).as_py()
-    return float(total or 0.0)
-
-
-def show_rows(ds: TokenCondDataset, n: int) -> list[str]:
-    """The first ``n`` rows of a split: fields, loaded shapes, per-row raw feature ranges."""
-    lines = [f"split {ds.split!r} ({'embedded columns' if ds.embedded_codes else 'files'}), "
-             f"first {min(n, len(ds))} of {len(ds)} rows:"]
-    for i in range(min(n, len(ds))):
-        row = ds.row(i)
-        lines.append(f"  [{i}] id={row.get('id')}  num_frames={row.get('num_frames')}  "
-                     f"duration={_fmt(row.get('duration'))}s  audio={row.get('audio')}  "
-                     f"cond={row.get('cond')}" + (f"  wav={row['wav']}" if row.get("wav") else ""))
-        try:
-            codes, cond, _ = ds.read_item(i)
-        except WorkflowError as exc:
-            lines.append(f"      cannot load: {exc}")
-            continue
-        lines.append(f"      codes {list(codes.shape)} {codes.dtype}  cond {list(cond.shape)}")
-        for j, name in enumerate(ds.feature_names if cond.shape[1] else []):
-            col = np.asarray(cond[:, j], dtype=np.float32)
-            rng = f"{col.min():.6g}..{col.max():.6g}" if col.size else "empty"
-            lines.append(f"      {name}: {rng}")
-    return lines
-
-
-def verify_split(ds: TokenCondDataset, progress: bool = True) -> tuple[int, list[str]]:
-    """Load every row; returns (rows OK, failure lines)."""
-    failures: list[str] = []
-    n_feat = ds.num_features
-    for i in tqdm(range(len(ds)), desc=f"verify {ds.split}", unit="row", disable=not progress,
-                  file=sys.stderr, mininterval=0.5):
-        rid: Any = i
-        try:
-            row = ds.row(i)
-            rid = row.get("id", i)
-            codes, cond, _ = ds.read_item(i)  # checks shapes against the row and each other
-            problems = []
-            if codes.size and int(codes.min()) < 0:
-                problems.append(f"negative code {int(codes.min())}")
-            if cond.shape[1] not in (0, n_feat):
-                problems.append(f"cond has {cond.shape[1]} columns, dataset has {n_feat} features")
-            if cond.shape[1] == 0 and row.get("cond") and n_feat:
-                problems.append("row names a sidecar but no conditioning was loaded")
-            if cond.size and not np.all(np.isfinite(cond)):
-                problems.append("cond has NaN/Inf values")
-            if problems:
-                failures.append(f"{ds.split}/{rid}: " + "; ".join(problems))
-        except WorkflowError as exc:
-            failures.append(f"{ds.split}/{rid}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - report every unreadable row, keep going
-            failures.append(f"{ds.split}/{rid}: {type(exc).__name__}: {exc}")
-    return len(ds) - len(failures), failures
 
 
 def build_parser() -> argparse.ArgumentParser:

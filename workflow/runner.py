@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -436,26 +436,50 @@ def bounded_map(
 
 
 # -- CLI helpers shared by the stage scripts ------------------------------------------------------
-def add_runner_args(parser: argparse.ArgumentParser, *, workers_default: int = 1) -> None:
-    """Add the flags every bulk stage shares."""
-    g = parser.add_argument_group("run control (shared by all stages)")
-    g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
-                   help="descend into sub-folders, mirroring the tree in the output (default: on)")
-    g.add_argument("--workers", type=int, default=workers_default,
-                   help=f"parallel workers (default: {workers_default})")
-    g.add_argument("--shard-index", type=int, default=0,
-                   help="this job's shard, 0-based (e.g. $SLURM_ARRAY_TASK_ID)")
-    g.add_argument("--shard-count", type=int, default=1,
-                   help="total shards; files are assigned by a stable hash of their relative path")
-    g.add_argument("--overwrite", action="store_true",
-                   help="redo items whose outputs already exist (default: skip them, i.e. resume)")
-    g.add_argument("--dry-run", action="store_true", help="list what would be done; write nothing")
-    g.add_argument("--skip-errors", action="store_true",
-                   help="exit 0 even if some files failed (they are still reported)")
-    g.add_argument("--report", type=Path, default=None,
-                   help="where to write the JSON run report (default: OUTPUT/.reports/<stage>-<time>.json)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+def add_runner_args(parser: argparse.ArgumentParser, *, workers_default: int = 1,
+                    only: Sequence[str] | None = None, group: argparse._ArgumentGroup | None = None,
+                    helps: Mapping[str, str] | None = None) -> None:
+    """Add the flags every bulk stage shares.
+
+    A stage that needs only some of them passes ``only`` (their dests, e.g. ``("workers",
+    "verbose")``); ``group`` puts them in one of its own argument groups instead of the shared
+    one, and ``helps`` rewords a flag's help for that stage (by dest).
+    """
+    flags: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+        ("recursive", ("--recursive",), dict(
+            action=argparse.BooleanOptionalAction, default=True,
+            help="descend into sub-folders, mirroring the tree in the output (default: on)")),
+        ("workers", ("--workers",), dict(
+            type=int, default=workers_default, help=f"parallel workers (default: {workers_default})")),
+        ("shard_index", ("--shard-index",), dict(
+            type=int, default=0, help="this job's shard, 0-based (e.g. $SLURM_ARRAY_TASK_ID)")),
+        ("shard_count", ("--shard-count",), dict(
+            type=int, default=1,
+            help="total shards; files are assigned by a stable hash of their relative path")),
+        ("overwrite", ("--overwrite",), dict(
+            action="store_true",
+            help="redo items whose outputs already exist (default: skip them, i.e. resume)")),
+        ("dry_run", ("--dry-run",), dict(action="store_true", help="list what would be done; write nothing")),
+        ("skip_errors", ("--skip-errors",), dict(
+            action="store_true", help="exit 0 even if some files failed (they are still reported)")),
+        ("report", ("--report",), dict(
+            type=Path, default=None,
+            help="where to write the JSON run report (default: OUTPUT/.reports/<stage>-<time>.json)")),
+        ("no_progress", ("--no-progress",), dict(action="store_true", help="no progress bar")),
+        ("verbose", ("-v", "--verbose"), dict(
+            action="count", default=0, help="more logging (-vv for debug)")),
+    ]
+    known = {dest for dest, _, _ in flags}
+    unknown = sorted(set(only or ()) - known) + sorted(set(helps or {}) - known)
+    if unknown:
+        raise ValueError(f"add_runner_args: no shared flag(s) {', '.join(unknown)}")
+    g = group if group is not None else parser.add_argument_group("run control (shared by all stages)")
+    for dest, names, kwargs in flags:
+        if only is not None and dest not in only:
+            continue
+        if helps and dest in helps:
+            kwargs = {**kwargs, "help": helps[dest]}
+        g.add_argument(*names, **kwargs)
 
 
 def options_from_args(args: argparse.Namespace, stage: str, out_root: Path | None) -> RunOptions:

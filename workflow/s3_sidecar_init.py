@@ -27,111 +27,15 @@ if __package__ in (None, ""):  # run as a file: import the package, and don't le
     sys.path[0] = str(_P(__file__).resolve().parents[1])
 
 import argparse
-import csv
-import functools
-import io
-import logging
 import sys
 from pathlib import Path
 
 from workflow import sidecar
-from workflow.ecdc import read_ecdc_header
-from workflow.errors import SidecarError, UsageError, WorkflowError
-from workflow.files import atomic_write_text, discover, relative_key
-from workflow.runner import (
-    OK, SKIPPED, Runner, WorkItem, add_runner_args, options_from_args, print_report, run_cli,
-    setup_logging,
+from workflow.errors import UsageError
+from workflow.runner import add_runner_args, options_from_args, print_report, run_cli, setup_logging
+from workflow.sidecar_init import (  # noqa: F401 - build_items re-exported
+    STAGE, build_items, init_items, manifest_path, write_manifest,
 )
-
-log = logging.getLogger(__name__)
-STAGE = "s3_sidecar_init"
-MANIFEST_COLUMNS = ("rel_ecdc", "rel_cond", "frames", "D", "fps", "codebooks")
-
-
-def build_items(audio_root: Path, cond_root: Path | None, suffix: str, token_suffix: str = ".ecdc",
-                recursive: bool = True) -> list[WorkItem]:
-    """One item per token file: ``src`` the ``.ecdc``, ``dst`` its ``.cond.npy``."""
-    exclude = [cond_root] if cond_root is not None and cond_root.resolve() != audio_root.resolve() else []
-    return [WorkItem(relative_key(p, audio_root), p, sidecar.sidecar_path_for(p, audio_root, cond_root, suffix))
-            for p in discover(audio_root, [token_suffix], recursive=recursive, exclude=exclude)]
-
-
-def manifest_row(item: WorkItem, cond_base: Path, frames: int, n_features: int, fps: float,
-                 codebooks: int) -> dict:
-    return {"rel_ecdc": item.key, "rel_cond": item.dst.relative_to(cond_base).as_posix(),
-            "frames": int(frames), "D": int(n_features), "fps": float(fps), "codebooks": int(codebooks)}
-
-
-def existing_state(item: WorkItem) -> tuple[dict, object] | None:
-    """(sidecar metadata, token header) if a finished sidecar pair exists, else None."""
-    if not (item.dst.exists() and sidecar.json_path_for(item.dst).exists()):
-        return None
-    return sidecar.read_sidecar_meta(item.dst), read_ecdc_header(item.src)
-
-
-def init_sidecar(item: WorkItem, *, dtype: str, overwrite: bool, cond_base: Path) -> dict:
-    """Write the ``[T, 0]`` skeleton for one token file; refuses to drop s4's features unasked."""
-    header = read_ecdc_header(item.src)
-    frames = header.num_frames
-    if not overwrite and sidecar.json_path_for(item.dst).exists():
-        try:
-            meta = sidecar.read_sidecar_meta(item.dst)
-        except SidecarError as exc:
-            raise SidecarError(f"{exc} (or re-run wf-sidecar-init with --overwrite to replace it "
-                               "with an empty sidecar)") from exc
-        feats = meta.get("features", {})
-        if feats and int(meta.get("frames", -1)) != frames:
-            raise SidecarError(
-                f"{item.dst}: sidecar has {meta.get('frames')} frames but {item.src} has {frames} "
-                f"(tokens re-encoded?); its features ({', '.join(feats)}) no longer line up. "
-                "Re-run wf-sidecar-init with --overwrite to reset it, then wf-sidecar-add again")
-        if feats:
-            raise SidecarError(f"{item.dst}: the array is missing but the metadata lists features "
-                               f"({', '.join(feats)}); re-run wf-sidecar-init with --overwrite to reset "
-                               "it to empty, then wf-sidecar-add again")
-    sc = sidecar.empty_sidecar(frames, header.fps, item.key, dtype)
-    sidecar.write_sidecar(item.dst, sc)
-    return manifest_row(item, cond_base, frames, 0, header.fps, header.num_codebooks)
-
-
-class _DoneCheck:
-    """``is_done`` for the runner: a finished pair whose frame count matches its tokens.
-
-    It remembers the manifest row of each done item, so the manifest needs no second pass.
-    """
-
-    def __init__(self, cond_base: Path):
-        self.cond_base = cond_base
-        self.rows: dict[str, dict] = {}
-
-    def __call__(self, item: WorkItem) -> bool:
-        try:
-            state = existing_state(item)
-        except WorkflowError:
-            return False  # unreadable: let the item run and report it
-        if state is None:
-            return False
-        meta, header = state
-        if int(meta.get("frames", -1)) != header.num_frames:
-            return False
-        self.rows[item.key] = manifest_row(item, self.cond_base, header.num_frames,
-                                           len(meta.get("features", {})), header.fps, header.num_codebooks)
-        return True
-
-
-def manifest_path(path: Path, shard_index: int, shard_count: int) -> Path:
-    if shard_count <= 1:
-        return path
-    return path.with_name(f"{path.stem}-shard{shard_index}of{shard_count}{path.suffix or '.csv'}")
-
-
-def write_manifest(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for row in sorted(rows, key=lambda r: r["rel_ecdc"]):
-        w.writerow(row)
-    atomic_write_text(path, buf.getvalue())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,14 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     options = options_from_args(args, STAGE, out_root)
     params = {"audio_root": str(audio_root), "cond_root": str(cond_root) if cond_root else None,
               "suffix": args.suffix, "dtype": args.dtype}
-    done = _DoneCheck(out_root)
-    report = Runner(STAGE, options, params).map(
-        items, functools.partial(init_sidecar, dtype=args.dtype, overwrite=args.overwrite, cond_base=out_root),
-        is_done=done)
+    report, rows = init_items(items, options, params, dtype=args.dtype, overwrite=args.overwrite,
+                              cond_base=out_root)
     print_report(report, options)
     if args.manifest_csv is not None and not report.dry_run:
-        rows = [r.info for r in report.results if r.status == OK and r.info]
-        rows += [done.rows[r.key] for r in report.results if r.status == SKIPPED and r.key in done.rows]
         path = manifest_path(args.manifest_csv, args.shard_index, args.shard_count)
         write_manifest(path, rows)
         print(f"manifest: {path} ({len(rows)} rows)")

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from workflow import hfdata
 from workflow.errors import UsageError
-from workflow.runner import run_cli, setup_logging
+from workflow.runner import add_runner_args, run_cli, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop the splits already in OUT_DIR instead of keeping them")
     g = p.add_argument_group("inputs")
     g.add_argument("--suffix", default=".ecdc", help="token file suffix (default: .ecdc)")
-    g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
-                   help="search TOKENS_DIR recursively (default: on)")
+    add_runner_args(p, only=("recursive",), group=g,
+                    helps={"recursive": "search TOKENS_DIR recursively (default: on)"})
     g.add_argument("--cond-root", type=Path, default=None,
                    help="folder mirroring TOKENS_DIR that holds the .cond.npy/.cond.json sidecars "
                         "(default: beside the token files)")
@@ -85,15 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before committing, check every referenced file exists, header frames equal "
                         "row frames and sidecars have one row per frame (all splits); on problems "
                         "nothing is written and the exit code is 1")
-    g = p.add_argument_group("run control")
-    g.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
-                   help="threads that read headers and files (default: up to 8)")
-    g.add_argument("--skip-errors", action="store_true",
-                   help="exit 0 even if some files were left out (they are still listed)")
-    g.add_argument("--report", type=Path, default=None,
-                   help="also write the JSON run report here (one is always kept in OUT_DIR/.reports)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    # The runner's shared flags, less shards and resume (a build is one atomic step).
+    add_runner_args(
+        p, workers_default=max(1, min(8, os.cpu_count() or 1)), group=p.add_argument_group("run control"),
+        only=("workers", "skip_errors", "report", "no_progress", "verbose"),
+        helps={"workers": "threads that read headers and files (default: up to 8)",
+               "skip_errors": "exit 0 even if some files were left out (they are still listed)",
+               "report": "also write the JSON run report here (one is always kept in OUT_DIR/.reports)",
+               "no_progress": "no progress bars"})
     return p
 
 

@@ -187,3 +187,23 @@ def test_workers_must_be_positive() -> None:
         options_from_args(p.parse_args(["--workers", "0"]), "t", None)
     o = options_from_args(p.parse_args(["--shard-index", "1", "--shard-count", "2"]), "s1", Path("/o"))
     assert o.report is not None and o.report.parent == Path("/o/.reports") and "shard1of2" in o.report.name
+
+
+def test_runner_args_subset_in_a_stage_group_with_its_own_help() -> None:
+    """What s5 and the audit use: some shared flags, in their group, worded for the stage."""
+    import argparse
+
+    from workflow.runner import add_runner_args
+
+    p = argparse.ArgumentParser()
+    g = p.add_argument_group("run control")
+    add_runner_args(p, workers_default=3, group=g, only=("workers", "verbose"),
+                    helps={"workers": "threads that read files"})
+    assert [a.dest for a in g._group_actions] == ["workers", "verbose"]
+    assert g._group_actions[0].help == "threads that read files"
+    args = p.parse_args(["-vv"])
+    assert args.workers == 3 and args.verbose == 2 and not hasattr(args, "shard_index")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--dry-run"])
+    with pytest.raises(ValueError, match="no_such"):
+        add_runner_args(argparse.ArgumentParser(), only=("no_such",))

@@ -41,7 +41,7 @@ from workflow.files import (
     write_text_if_changed,
 )
 from workflow.runner import RunOptions, RunReport
-from workflow.s1_audio_normalize import NormalizeConfig, build_items, normalize_items, segment_path
+from workflow.normalize import NormalizeConfig, build_items, normalize_items, segment_path
 
 log = logging.getLogger(__name__)
 
