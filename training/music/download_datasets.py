@@ -24,8 +24,9 @@ Folder layout under ``--datasets-dir`` (default ``datasets/``)::
 
 Every step is idempotent: a verified download is not fetched again, an extraction whose marker
 matches is not redone, organising skips files already in place. Downloading (resume, retries,
-checksums) and safe extraction are :mod:`training.fetch`; this module holds the catalogue, the
-organisers and the CLI, and re-exports the fetch names it always offered.
+checksums) and safe extraction are :mod:`training.fetch`, the catalogue
+:mod:`training.music.sources`, the organisers :mod:`training.music.organize`; this module runs
+them per dataset and holds the CLI, and re-exports the names it always offered.
 
 Checksums are enforced only where the publisher gives one (MAESTRO: SHA-256 on the Magenta
 page; Groove: size + SHA-256 in Google's TensorFlow Datasets checksum file). Lakh has SHA-256
@@ -50,20 +51,15 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path[0] = str(_P(__file__).resolve().parents[2])
 
 import argparse
-import contextlib
-import csv
-import json
 import logging
 import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 # The public fetch names are re-exported: they lived here before training/fetch.py.
 from training.fetch import (  # noqa: F401
@@ -92,488 +88,30 @@ from training.fetch import (  # noqa: F401
     safe_extract,
     sha256_file,
 )
+from training.music.organize import (  # noqa: F401 - re-exported: they lived here
+    GROOVE_LABEL_FIELDS,
+    ORGANIZERS,
+    OrganizeError,
+    OrganizeResult,
+    organize_deam,
+    organize_groove,
+    organize_lakh,
+    organize_maestro,
+)
+from training.music.sources import (  # noqa: F401
+    DEFAULT_DATASETS,
+    SOURCES,
+    DatasetSource,
+    DatasetsLayout,
+    manual_hint,
+)
 from workflow.errors import UsageError
-from workflow.files import link_or_copy, write_text_if_changed
 from workflow.runner import run_cli, setup_logging
 
 log = logging.getLogger(__name__)
 
 #: The base of every error this tool raises (download, verification, extraction, organising).
 DatasetDownloadError = FetchError
-
-
-class OrganizeError(DatasetDownloadError):
-    """The extracted dataset does not have the files ``--organize`` needs."""
-
-
-# ─── the source table ──────────────────────────────────────────────────────────────────────────
-
-
-@dataclass(frozen=True)
-class DatasetSource:
-    """A dataset: where its archives are, its licence, and which organiser lays it out."""
-
-    name: str
-    title: str
-    homepage: str
-    licence: str
-    files: tuple[RemoteFile, ...]
-    organizer: str
-    notes: str = ""
-    manual_instructions: str = ""
-
-
-# Sources, and what could be confirmed about each (looked up when this module was written):
-#
-# DEAM  - Homepage https://cvml.unige.ch/databases/DEAM/ (manual: .../DEAM/manual.pdf). The two
-#         archive URLs below are the ones many public projects fetch directly; no size or checksum
-#         is published. Some users report the links being offline or behind a form (unconfirmed),
-#         hence the manual route. Archive layout: DEAM_audio.zip -> MEMD_audio/<song_id>.mp3;
-#         DEAM_Annotations.zip -> annotations/annotations averaged per song/song_level/
-#         static_annotations_averaged_songs_1_2000.csv and ..._2000_2058.csv, columns (with
-#         leading spaces) song_id, valence_mean, valence_std, arousal_mean, arousal_std, on the
-#         1-9 rating scale. Licence: the PLOS ONE paper (Aljanaki, Yang, Soleymani 2017,
-#         doi:10.1371/journal.pone.0173392) describes the 1,802 excerpts as Creative Commons
-#         licensed; the annotations' own terms were not confirmed here.
-# Lakh  - https://colinraffel.com/projects/lmd/ : LMD-full (176,581 deduped MIDI files, named by
-#         MD5) and LMD-matched (45,129 files matched to the Million Song Dataset); CC-BY 4.0. The
-#         page publishes no size/checksum. URLs (http only) are hog.ee.columbia.edu/craffel/lmd/.
-#         SHA-256 + byte counts below were recorded by two independent third parties that agree
-#         (resolv_data's lakh_midi.py source table and a public dataset inventory); not enforced.
-# MAESTRO - https://magenta.tensorflow.org/datasets/maestro : maestro-v3.0.0-midi.zip,
-#         "Size: 56MB (81MB uncompressed)", SHA256 70470ee2...de12c, published on that page
-#         (seen in a stored copy of it). Licence CC BY-NC-SA 4.0 (non-commercial).
-# Groove - https://magenta.tensorflow.org/datasets/groove : CC BY 4.0 (Google LLC). The page gives
-#         no checksum; Google's TensorFlow Datasets records size 3,260,318 bytes and the SHA-256
-#         below in tensorflow_datasets/datasets/groove/checksums.tsv and enforces it on every TFDS
-#         download, so it is enforced here too (--no-checksum overrides).
-
-SOURCES: dict[str, DatasetSource] = {
-    "deam": DatasetSource(
-        name="deam",
-        title="DEAM - MediaEval Database for Emotional Analysis in Music",
-        homepage="https://cvml.unige.ch/databases/DEAM/",
-        licence=(
-            "audio: Creative Commons (per-track licences; Aljanaki et al. 2017, PLOS ONE "
-            "12(3):e0173392); annotations: see the DEAM manual "
-            "https://cvml.unige.ch/databases/DEAM/manual.pdf (terms not confirmed by this tool)"
-        ),
-        files=(
-            RemoteFile(
-                url="https://cvml.unige.ch/databases/DEAM/DEAM_audio.zip",
-                filename="DEAM_audio.zip",
-            ),
-            RemoteFile(
-                url="https://cvml.unige.ch/databases/DEAM/DEAM_Annotations.zip",
-                filename="DEAM_Annotations.zip",
-            ),
-        ),
-        organizer="deam",
-        notes=(
-            "1,802 excerpts (MEMD_audio/<song_id>.mp3) with static per-song valence/arousal "
-            "means on the 1-9 scale; --organize copies the labelled ones to training/audio/ "
-            "and writes training/audio/labels.csv (filename,valence_mean,arousal_mean, DEAM's 1-9 values)."
-        ),
-        manual_instructions=(
-            "If the direct links fail (the DEAM server is reported to be offline or behind a "
-            "form at times), open https://cvml.unige.ch/databases/DEAM/ in a browser, download "
-            "DEAM_audio.zip and DEAM_Annotations.zip, put both in {downloads}/ and re-run. "
-            "A Kaggle mirror (dataset 'imsparsh/deam-mediaeval-dataset-emotional-analysis-in-"
-            "music', needs a Kaggle account) ships the same files unzipped: extract it to "
-            "{raw}/deam/ and re-run with --use-existing-raw."
-        ),
-    ),
-    "lakh": DatasetSource(
-        name="lakh",
-        title="Lakh MIDI Dataset v0.1 - LMD-full",
-        homepage="https://colinraffel.com/projects/lmd/",
-        licence="CC-BY 4.0 (cite the project page and Raffel's 2016 PhD thesis)",
-        files=(
-            RemoteFile(
-                url="http://hog.ee.columbia.edu/craffel/lmd/lmd_full.tar.gz",
-                filename="lmd_full.tar.gz",
-                approx_size="1.77 GB (1,768,163,879 bytes per third-party records)",
-                reference_sha256="6fcfe2ac49ca08f3f214cec86ab138d4fc4dabcd7f27f491a838dae6db45a12b",
-                checksum_source=(
-                    "no checksum published by the author; reference SHA-256 recorded by third "
-                    "parties (not enforced)"
-                ),
-            ),
-        ),
-        organizer="lakh",
-        notes=(
-            "176,581 deduplicated MIDI files named by their MD5, some corrupt (the author says "
-            "so). No emotion labels exist for Lakh and none can be derived from the files, so "
-            "training/midi/emotion_labels.json is not written."
-        ),
-        manual_instructions=(
-            "Download {url} by other means (e.g. `wget -c`) into {downloads}/ and re-run."
-        ),
-    ),
-    "lakh-matched": DatasetSource(
-        name="lakh-matched",
-        title="Lakh MIDI Dataset v0.1 - LMD-matched",
-        homepage="https://colinraffel.com/projects/lmd/",
-        licence="CC-BY 4.0 (cite the project page and Raffel's 2016 PhD thesis)",
-        files=(
-            RemoteFile(
-                url="http://hog.ee.columbia.edu/craffel/lmd/lmd_matched.tar.gz",
-                filename="lmd_matched.tar.gz",
-                approx_size="1.41 GB (1,407,072,670 bytes per third-party records)",
-                reference_sha256="621ff830aed771f469e5bfa13dc12a33c6ed69090adeda63d0b5c47783af0191",
-                checksum_source=(
-                    "no checksum published by the author; reference SHA-256 recorded by third "
-                    "parties (not enforced)"
-                ),
-            ),
-        ),
-        organizer="lakh",
-        notes=(
-            "45,129 MIDI files matched to Million Song Dataset entries, stored once per matched "
-            "track (so files repeat under different MSD ids). Not in the default selection. No "
-            "emotion labels; emotion_labels.json is not written."
-        ),
-        manual_instructions=(
-            "Download {url} by other means (e.g. `wget -c`) into {downloads}/ and re-run."
-        ),
-    ),
-    "maestro": DatasetSource(
-        name="maestro",
-        title="MAESTRO v3.0.0 (MIDI only)",
-        homepage="https://magenta.tensorflow.org/datasets/maestro",
-        licence="CC BY-NC-SA 4.0 (non-commercial, share-alike)",
-        files=(
-            RemoteFile(
-                url=(
-                    "https://storage.googleapis.com/magentadata/datasets/maestro/v3.0.0/"
-                    "maestro-v3.0.0-midi.zip"
-                ),
-                filename="maestro-v3.0.0-midi.zip",
-                approx_size="56 MB (81 MB uncompressed), as published",
-                sha256="70470ee253295c8d2c71e6d9d4a815189e35c89624b76d22fce5a019d5dde12c",
-                checksum_source="SHA-256 published on the MAESTRO dataset page",
-            ),
-        ),
-        organizer="maestro",
-        notes=(
-            "1,276 piano performances (.midi) in per-year folders plus maestro-v3.0.0.csv/.json "
-            "(composer, title, split, year, duration), which --organize copies alongside."
-        ),
-        manual_instructions=(
-            "Download {url} in a browser into {downloads}/ and re-run."
-        ),
-    ),
-    "groove": DatasetSource(
-        name="groove",
-        title="Groove MIDI Dataset v1.0.0 (MIDI only)",
-        homepage="https://magenta.tensorflow.org/datasets/groove",
-        licence="CC BY 4.0 (Google LLC)",
-        files=(
-            RemoteFile(
-                url=(
-                    "https://storage.googleapis.com/magentadata/datasets/groove/"
-                    "groove-v1.0.0-midionly.zip"
-                ),
-                filename="groove-v1.0.0-midionly.zip",
-                approx_size="3.1 MiB (3,260,318 bytes)",
-                size_bytes=3_260_318,
-                sha256="651cbc524ffb891be1a3e46d89dc82a1cecb09a57c748c7b45b844c4841dcc1e",
-                checksum_source=(
-                    "size + SHA-256 from Google's TensorFlow Datasets checksums.tsv for groove "
-                    "(the Magenta page itself publishes none)"
-                ),
-            ),
-        ),
-        organizer="groove",
-        notes=(
-            "1,150 drum performances by 10 drummers (drummerN/sessionM/<id>_<style>_<bpm>_"
-            "<beat|fill>_<meter>.mid) and info.csv; --organize writes groove_info.json from "
-            "info.csv (style, bpm, beat_type, time_signature, drummer, session, split, duration)."
-        ),
-        manual_instructions=(
-            "Download {url} in a browser into {downloads}/ and re-run."
-        ),
-    ),
-}
-
-DEFAULT_DATASETS: tuple[str, ...] = ("deam", "lakh", "maestro", "groove")
-
-
-# ─── layout ───────────────────────────────────────────────────────────────────────────────────────
-
-
-@dataclass(frozen=True)
-class DatasetsLayout:
-    """The folders under ``--datasets-dir``."""
-
-    root: Path
-
-    @property
-    def downloads(self) -> Path:
-        return self.root / "downloads"
-
-    @property
-    def raw(self) -> Path:
-        return self.root / "raw"
-
-    @property
-    def training(self) -> Path:
-        return self.root / "training"
-
-
-def manual_hint(source: DatasetSource, remote: RemoteFile, layout: DatasetsLayout) -> str:
-    """The source's manual-download instructions with the real paths filled in."""
-    text = source.manual_instructions or "Download {url} by other means into {downloads}/ and re-run."
-    return text.format(url=remote.url, downloads=layout.downloads, raw=layout.raw)
-
-
-# ─── organising into training/ ─────────────────────────────────────────────────────────────────
-
-
-@dataclass
-class OrganizeResult:
-    """What ``--organize`` produced for one dataset."""
-
-    dataset: str
-    outputs: list[str] = field(default_factory=list)
-    placed: int = 0
-    already_there: int = 0
-    labels_file: Path | None = None
-    labelled: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-def _content_root(raw_dir: Path) -> Path:
-    """Descend through single top-level folders (``groove/``, ``maestro-v3.0.0/``, ``lmd_full/``)."""
-    root = raw_dir
-    while True:
-        entries = [p for p in root.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
-        if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
-            root = entries[0]
-        else:
-            return root
-
-
-def _midi_files(root: Path, raw_dir: Path, dataset: str) -> list[Path]:
-    """Every ``.mid``/``.midi`` under ``root``, sorted; none is an :class:`OrganizeError`."""
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi") and p.is_file())
-    if not files:
-        raise OrganizeError(f"no .mid/.midi files under {raw_dir}; was the {dataset} archive extracted there?")
-    return files
-
-
-def _place(src: Path, dst: Path, *, link: bool) -> bool:
-    """Hardlink (or copy) ``src`` to ``dst`` atomically; False when an equal-size file is there."""
-    try:
-        if dst.stat().st_size == src.stat().st_size:
-            return False
-    except FileNotFoundError:
-        pass
-    link_or_copy(src, dst, link=link)
-    return True
-
-
-def _place_tree(
-    files: Iterable[tuple[Path, Path]], result: OrganizeResult, *, link: bool, progress: bool, desc: str,
-) -> None:
-    items = list(files)
-    for src, dst in tqdm(items, desc=desc, unit="file", disable=not progress, leave=False):
-        if _place(src, dst, link=link):
-            result.placed += 1
-        else:
-            result.already_there += 1
-
-
-def _csv_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV with header names and values stripped (DEAM's headers start with spaces)."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            return []
-        return [
-            {k: v.strip() for k, v in zip(header, row)}
-            for row in reader if any(cell.strip() for cell in row)
-        ]
-
-
-def organize_deam(raw_dir: Path, training_dir: Path, *, link: bool = True,
-                  progress: bool = True) -> OrganizeResult:
-    """``training/audio/<song_id>.mp3`` + ``training/audio/labels.csv``
-    (``filename,valence_mean,arousal_mean``), where the emotion loader looks for it.
-
-    Labels are DEAM's static per-song ``valence_mean`` / ``arousal_mean`` exactly as published
-    (1-9 rating scale, not rescaled: the column names tell the loader to map them to [-1, 1]),
-    from every ``static_annotations_averaged_songs_*.csv``.
-    ``filename`` is relative to ``training/audio/``. Only songs with both audio and a label are
-    placed; the counts of the others are reported.
-    """
-    result = OrganizeResult("deam")
-    audio = {p.stem: p for p in sorted(raw_dir.rglob("*.mp3")) if p.stem.isdigit()}
-    label_files = sorted(raw_dir.rglob("static_annotations_averaged_songs_*.csv"))
-    if not label_files:
-        raise OrganizeError(
-            f"no static_annotations_averaged_songs_*.csv under {raw_dir} (expected from "
-            "DEAM_Annotations.zip: annotations/annotations averaged per song/song_level/); "
-            "check that both DEAM archives were extracted there"
-        )
-    if not audio:
-        raise OrganizeError(
-            f"no <song_id>.mp3 files under {raw_dir} (expected MEMD_audio/ from DEAM_audio.zip)"
-        )
-    labels: dict[str, tuple[str, str]] = {}
-    for path in label_files:
-        rows = _csv_rows(path)
-        if rows and not {"song_id", "valence_mean", "arousal_mean"} <= rows[0].keys():
-            raise OrganizeError(
-                f"{path} lacks song_id / valence_mean / arousal_mean columns (has "
-                f"{sorted(rows[0])}); is this a DEAM static annotation file?"
-            )
-        for row in rows:
-            sid = row["song_id"].split(".")[0]
-            pair = (row["valence_mean"], row["arousal_mean"])
-            try:
-                float(pair[0]), float(pair[1])
-            except ValueError:
-                log.warning("%s: song %s has non-numeric labels %r; skipped", path.name, sid, pair)
-                continue
-            if sid in labels and labels[sid] != pair:
-                log.warning("%s: song %s listed twice with different labels; keeping the first",
-                            path.name, sid)
-            labels.setdefault(sid, pair)
-    audio_dir = training_dir / "audio"
-    ids = sorted(set(audio) & set(labels), key=int)
-    _place_tree(((audio[i], audio_dir / audio[i].name) for i in ids), result, link=link,
-                progress=progress, desc="organize deam")
-    lines = ["filename,valence_mean,arousal_mean"] + [
-        f"{audio[i].name},{labels[i][0]},{labels[i][1]}" for i in ids]
-    labels_path = audio_dir / "labels.csv"
-    write_text_if_changed(labels_path, "\n".join(lines) + "\n")
-    result.labels_file, result.labelled = labels_path, len(ids)
-    result.outputs = [str(audio_dir), str(labels_path)]
-    if len(audio) > len(ids):
-        result.notes.append(f"{len(audio) - len(ids)} audio files have no static label and were not placed")
-    if len(labels) > len(ids):
-        result.notes.append(f"{len(labels) - len(ids)} labelled songs have no audio file")
-    result.notes.append("audio/labels.csv keeps DEAM's valence_mean/arousal_mean (1-9); the loader maps "
-                        "them to [-1, 1] as (x - 5) / 4")
-    return result
-
-
-def organize_lakh(raw_dir: Path, training_dir: Path, *, link: bool = True,
-                  progress: bool = True) -> OrganizeResult:
-    """``training/midi/<same sub-folders as the archive>/<md5>.mid``; no labels (none exist)."""
-    result = OrganizeResult("lakh")
-    root = _content_root(raw_dir)
-    files = _midi_files(root, raw_dir, "Lakh")
-    midi_dir = training_dir / "midi"
-    _place_tree(((p, midi_dir / p.relative_to(root)) for p in files), result, link=link,
-                progress=progress, desc="organize lakh")
-    result.outputs = [str(midi_dir)]
-    result.notes.append(
-        "Lakh MIDI has no emotion labels and none can be derived honestly from the files; "
-        "emotion_labels.json was not written"
-    )
-    return result
-
-
-def organize_maestro(raw_dir: Path, training_dir: Path, *, link: bool = True,
-                     progress: bool = True) -> OrganizeResult:
-    """``training/maestro/<year>/<file>.midi`` plus the dataset's own metadata CSV/JSON."""
-    result = OrganizeResult("maestro")
-    root = _content_root(raw_dir)
-    files = _midi_files(root, raw_dir, "MAESTRO")
-    out = training_dir / "maestro"
-    meta = sorted(p for p in root.glob("maestro-v*.*") if p.suffix in (".csv", ".json"))
-    pairs = [(p, out / p.relative_to(root)) for p in files] + [(p, out / p.name) for p in meta]
-    _place_tree(pairs, result, link=link, progress=progress, desc="organize maestro")
-    result.outputs = [str(out)]
-    if meta:
-        result.notes.append(f"metadata copied: {', '.join(p.name for p in meta)} (has the train/validation/test split)")
-    return result
-
-
-GROOVE_LABEL_FIELDS = (
-    "drummer", "session", "id", "style", "bpm", "beat_type", "time_signature", "duration", "split",
-)
-
-
-def organize_groove(raw_dir: Path, training_dir: Path, *, link: bool = True,
-                    progress: bool = True) -> OrganizeResult:
-    """``training/groove/<drummer>/<session>/*.mid`` + ``info.csv`` + ``groove_info.json``.
-
-    No ``drum_labels.json`` is written: the Groove loader reads that file as *numeric training
-    targets*, and Groove has none worth training on (``bpm`` is already an input feature, style is
-    categorical), so the groove model trains on its continuation target instead. The per-file
-    metadata goes to ``groove_info.json``, which maps each MIDI path (relative to ``training/groove/``, as in
-    ``info.csv``'s ``midi_filename``) to the row's own columns: ``drummer``, ``session``, ``id``,
-    ``style`` (verbatim, e.g. ``"funk/groove1"``), ``bpm`` (int), ``beat_type`` (``beat``/
-    ``fill``), ``time_signature`` (e.g. ``"4-4"``), ``duration`` (seconds, float), ``split``,
-    plus ``primary_style`` / ``secondary_style``: ``style`` split at its first ``/`` (the same
-    split TensorFlow Datasets uses). Nothing is inferred beyond that.
-    """
-    result = OrganizeResult("groove")
-    infos = sorted(raw_dir.rglob("info.csv"))
-    if not infos:
-        raise OrganizeError(f"no info.csv under {raw_dir}; was the Groove archive extracted there?")
-    info = infos[0]
-    root = info.parent
-    rows = _csv_rows(info)
-    needed = {"midi_filename", "style", "bpm"}
-    if not rows or not needed <= rows[0].keys():
-        raise OrganizeError(
-            f"{info} lacks the columns {sorted(needed)} (has {sorted(rows[0]) if rows else 'no rows'})"
-        )
-    out = training_dir / "groove"
-    labels: dict[str, dict[str, Any]] = {}
-    pairs: list[tuple[Path, Path]] = []
-    missing = 0
-    for row in rows:
-        rel = row["midi_filename"].replace("\\", "/")
-        parts = [p for p in rel.split("/") if p not in ("", ".")]
-        src = root.joinpath(*parts) if parts and ".." not in parts else None
-        if src is None or not src.is_file():
-            missing += 1
-            continue
-        entry: dict[str, Any] = {k: row[k] for k in GROOVE_LABEL_FIELDS if k in row}
-        try:
-            entry["bpm"] = int(float(row["bpm"]))
-        except ValueError:
-            log.warning("%s: %s has a non-numeric bpm %r; kept as text", info, rel, row["bpm"])
-        if "duration" in entry:
-            with contextlib.suppress(ValueError):
-                entry["duration"] = float(entry["duration"])
-        primary, _, secondary = row["style"].partition("/")
-        entry["primary_style"] = primary
-        entry["secondary_style"] = secondary or None
-        key = "/".join(parts)
-        labels[key] = entry
-        pairs.append((src, out.joinpath(*parts)))
-    pairs.append((info, out / "info.csv"))
-    _place_tree(pairs, result, link=link, progress=progress, desc="organize groove")
-    labels_path = out / "groove_info.json"
-    write_text_if_changed(labels_path, json.dumps(labels, indent=1, sort_keys=True) + "\n")
-    result.labels_file, result.labelled = labels_path, len(labels)
-    result.outputs = [str(out), str(labels_path)]
-    if missing:
-        result.notes.append(f"{missing} info.csv rows name a MIDI file that is not in the archive")
-    result.notes.append("groove_info.json: info.csv columns per file + style split into primary/secondary; "
-                        "no drum_labels.json (Groove has no numeric per-file targets: the groove model "
-                        "trains on its second-half continuation target)")
-    return result
-
-
-Organizer = Callable[..., OrganizeResult]
-ORGANIZERS: dict[str, Organizer] = {
-    "deam": organize_deam,
-    "lakh": organize_lakh,
-    "maestro": organize_maestro,
-    "groove": organize_groove,
-}
-
-
-# ─── one dataset, end to end ───────────────────────────────────────────────────────────────────
 
 
 @dataclass
