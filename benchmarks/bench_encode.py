@@ -38,7 +38,7 @@ BANDWIDTH = 6.0
 
 def make_data(root: Path, files: int, seed: int = 0) -> float:
     """24 kHz mono files of 4–16 s (varied, so batching has to pad)."""
-    from workflow.demo import drum, tone
+    from workflow.synth import drum, tone
     rng = np.random.default_rng(seed)
     total = 0.0
     for i in range(files):

@@ -25,7 +25,7 @@ from benchmarks._common import peak_rss_mb, print_table, run_variant_in_subproce
 
 
 def make_data(root: Path, files: int, seconds: float) -> float:
-    from workflow.demo import drum, tone
+    from workflow.synth import drum, tone
     for i in range(files):
         sr = 44100
         x = tone(48 + i % 24, 0.3 + 0.02 * (i % 10), seconds, sr, 2) + 0.3 * drum("snare", 90, seconds, sr, i, 2)

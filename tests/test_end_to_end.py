@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workflow.demo import drum, tone
+from workflow.synth import drum, tone
 
 BIN = Path(sys.executable).parent
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paramproducers import const, from_audio, from_csv, from_filename, lin
-from workflow.demo import midi_to_hz, tone
+from workflow.synth import midi_to_hz, tone
 from workflow.errors import ProducerError, UsageError
 
 RX = from_filename.compile_regex(from_filename.DEFAULT_REGEX)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from workflow.demo import tone
+from workflow.synth import tone
 
 
 def write(path: Path, data: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
@@ -46,7 +46,7 @@ def token_tree(tmp_path_factory) -> dict[str, Path]:
     ``raw`` (demo set: tones/drums with parameters in their names, mixed rates), ``norm`` (s1),
     ``tokens`` (s2, random-weight EnCodec 24 kHz, 8 codebooks). Copy it before modifying."""
     from workflow import s1_audio_normalize, s2_wav2encodec24
-    from workflow.demo import make_demo_set
+    from workflow.synth import make_demo_set
 
     root = tmp_path_factory.mktemp("token_tree")
     make_demo_set(root / "raw", seconds=1.0, n_tones=4, n_drums=3)

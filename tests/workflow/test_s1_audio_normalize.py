@@ -82,7 +82,7 @@ def test_dry_run_and_output_inside_input(messy_tree: Path, tmp_path: Path, capsy
 
 
 def test_segments_keep_channels_and_lufs(tmp_path: Path) -> None:
-    from workflow.demo import tone
+    from workflow.synth import tone
 
     from .conftest import write
 

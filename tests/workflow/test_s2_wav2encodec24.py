@@ -13,7 +13,7 @@ from tests.codec_checks import LATENT_RTOL, assert_codes_match_up_to_ties, encod
 from workflow import ecdc
 from workflow.audio import read_audio
 from workflow.codecs import load_codec
-from workflow.demo import tone
+from workflow.synth import tone
 from workflow.runner import run_cli
 from workflow.s2_wav2encodec24 import DistInfo, dist_info, effective_shard, main
 

@@ -17,7 +17,7 @@ import soundfile as sf
 
 import paramproducers as pp
 from workflow import sidecar
-from workflow.demo import midi_to_hz
+from workflow.synth import midi_to_hz
 from workflow.runner import WorkItem, run_cli
 from workflow.s3_sidecar_init import main as s3
 from workflow.s4_sidecar_add import AddJob, main as s4
