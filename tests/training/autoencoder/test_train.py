@@ -65,7 +65,8 @@ def test_short_run_lowers_validation_loss(audio_dir: Path, tmp_path: Path, capsy
 
 def test_resume_continues_exactly_with_rvq(audio_dir: Path, tmp_path: Path) -> None:
     args = ["--1ch", "--data-dir", str(audio_dir), "--device", "cpu", *TINY, "optim.updates_per_epoch=3",
-            "model.quantizer=rvq", "model.rvq.n_q=2", "model.rvq.bins=16", "train.sample_every=0"]
+            "model.quantizer=rvq", "model.rvq.n_q=2", "model.rvq.bins=16", "train.sample_every=0",
+            "data.segment_seconds=0.25", "data.n_val_segments=2"]
     assert main([*args, "--out", str(tmp_path / "A"), "optim.epochs=2"]) == 0
     assert main([*args, "--out", str(tmp_path / "B"), "optim.epochs=1"]) == 0
     # Without --resume an existing run is refused, not overwritten …
@@ -80,10 +81,11 @@ def test_resume_continues_exactly_with_rvq(audio_dir: Path, tmp_path: Path) -> N
 def test_32ch_mode_skips_mono_files(audio_dir: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run32"
     assert main(["--32ch", "--data-dir", str(audio_dir), "--out", str(run), "--device", "cpu", *TINY,
-                 "optim.batch_size=2", "optim.epochs=1", "optim.updates_per_epoch=2"]) == 0
+                 "optim.batch_size=2", "optim.epochs=1", "optim.updates_per_epoch=2",
+                 "data.segment_seconds=0.25", "data.n_val_segments=2"]) == 0
     assert capsys.readouterr().err.count("needs 32") == 6  # each mono file reported once, and skipped
     rec, _ = sf.read(run / "samples" / "epoch0001_recon.wav")
-    assert rec.shape == (12000, 32)
+    assert rec.shape == (6000, 32)  # one 0.25 s validation segment, 32 channels
 
 
 def test_cli_errors(audio_dir: Path, tmp_path: Path, capsys) -> None:
