@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 EPS32 = float(np.finfo(np.float32).eps)
 LATENT_RTOL = 5e-5
@@ -121,13 +122,11 @@ def dac_margins(codec, row: np.ndarray, codes: np.ndarray, rtol: float = LATENT_
     The rounding of DAC's input/output projections compounds level by level, so each level's
     residual is allowed to move by ``rtol`` times its own largest norm (plus the float32 bound).
     """
-    import torch.nn.functional as F
-
     with torch.no_grad():
-        return _dac_margins(codec, row, codes, rtol, F)
+        return _dac_margins(codec, row, codes, rtol)
 
 
-def _dac_margins(codec, row, codes, rtol, F) -> Margins:
+def _dac_margins(codec, row, codes, rtol) -> Margins:
     r = codec.model.encoder(torch.from_numpy(np.ascontiguousarray(row))[None])[0].double()
     margins, ties = [], []
     for k, q in enumerate(codec.model.quantizer.quantizers[:codes.shape[0]]):

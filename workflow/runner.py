@@ -503,14 +503,16 @@ def setup_logging(verbose: int = 0) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
-def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Call a stage's ``main``: usage errors print one line and exit 2, Ctrl-C exits 130."""
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None, *,
+            expected: tuple[type[Exception], ...] = ()) -> int:
+    """Call a CLI's ``main``: usage errors print one line and exit 2; a WorkflowError (or one of
+    the ``expected`` classes, e.g. training's TrainingError) one line and exit 1; Ctrl-C exits 130."""
     try:
         return main(argv)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except WorkflowError as exc:
+    except (WorkflowError, *expected) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -10,7 +10,6 @@ UsageError stays exit code 2.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 
 __all__ = ["TrainingError", "CheckpointError", "BatchError", "MetricsError", "reports_training_errors"]
@@ -33,16 +32,13 @@ class MetricsError(TrainingError):
 
 
 def reports_training_errors(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
-    """Wrap a training CLI's ``main(argv) -> int`` so a :class:`TrainingError` prints one
-    ``error:`` line on stderr and returns exit code 1, as ``workflow.runner.run_cli`` does for a
-    WorkflowError (which, with UsageError = 2 and Ctrl-C = 130, run_cli still handles)."""
+    """Wrap a training CLI's ``main(argv) -> int`` in ``workflow.runner.run_cli`` with
+    TrainingError expected: one ``error:`` line and exit 1 (UsageError 2, Ctrl-C 130)."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
-        try:
-            return main(argv)
-        except TrainingError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        from workflow.runner import run_cli
+
+        return run_cli(main, argv, expected=(TrainingError,))
 
     return wrapper
