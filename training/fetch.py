@@ -1,25 +1,9 @@
-"""Resumable, verified HTTP downloads and safe archive extraction: the mechanism under
-``training.music.download_datasets`` (and ``format_bytes`` / ``parse_content_range`` for the
-AudioCraft FMA fetcher), free of any dataset catalogue.
+"""Resumable, verified HTTP downloads and safe archive extraction, free of any dataset catalogue.
 
-* :func:`download_file` fetches a :class:`RemoteFile` into a folder. Bytes go to
-  ``<file>.part`` (with ``<file>.part.json`` recording URL, ETag and total size); a broken
-  transfer resumes with ``Range: bytes=N-`` when the server answers 206 and restarts cleanly when
-  it answers 200. Transient failures (dropped connection, timeout, 408/425/429/5xx) are retried
-  with exponential backoff; an attempt that made progress resets the retry count. The finished
-  file is checked against the size / SHA-256 its publisher gives (``RemoteFile.sha256`` and
-  ``size_bytes`` are enforced; ``reference_sha256`` is only compared and logged), moved to its
-  final name and described by ``<file>.verified.json`` (size, SHA-256, what was checked). A
-  later call with a matching marker makes no request; a file placed by hand is verified and
-  adopted.
-* :func:`safe_extract` extracts a zip or tar(.gz/.bz2/.xz) member by member after checking each
-  one: absolute paths, ``..``, drive letters and links (symlinks or hardlinks) that resolve
-  outside the target folder make the whole archive be refused (:class:`UnsafeArchiveError`).
-  Callers extract into a scratch folder and delete it on failure, so nothing of a refused
-  archive is kept.
-
-Errors derive from :class:`FetchError`; messages name the file and what to do (they mention the
-``--force`` / ``--no-checksum`` flags the download CLIs offer).
+The mechanism under ``training.music.download_datasets`` (:func:`download_file`,
+:func:`safe_extract`) and the AudioCraft FMA fetcher (``format_bytes``, ``parse_content_range``):
+one place for resume, retries, checksums and refusing archives that would escape their folder.
+Errors derive from :class:`FetchError`. Behaviour in detail: README.md, "The music-model suite".
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
-"""Datasets for the four music models: emotion (DEAM-style audio), melody (MIDI), dynamics
-(MAESTRO) and groove (Groove MIDI drums) — the names this module always offered, from where
-they now live:
+"""Datasets for the four music models — the names this module always offered, re-exported from
+where they now live: :mod:`training.music.datasets`, :mod:`training.music.features`,
+:mod:`training.music.labels` and :mod:`training.music.cache`.
 
-* :mod:`training.music.datasets` — ``EmotionDataset``, ``MelodyDataset``, ``DynamicsDataset``,
-  ``GrooveDataset`` (a folder → in-memory ``features [N, F]`` / ``targets [N, Y]``; continuation
-  targets without labels; ``synthetic()``) and their base ``MusicDataset``;
-* :mod:`training.music.features` — the per-file features, with their formulas and ranges;
-* :mod:`training.music.labels` — ``labels.csv`` / ``emotion_labels.json`` / ``drum_labels.json``
-  and the 64-dim ``emotion_embedding``;
-* :mod:`training.music.cache` — the on-disk feature cache (``<root>/.feature_cache/``).
-
-Folders under ``--datasets-dir``: ``training/audio/`` (audio + ``labels.csv``),
-``training/midi/`` (+ optional ``emotion_labels.json``), ``training/maestro/``,
-``training/groove/`` (+ optional ``drum_labels.json``). Errors: :class:`MusicDatasetError`,
-:class:`LabelFileError`, :class:`ConstantDataError`, :class:`MidiReadError` (a bad MIDI file,
-turned into a skip by the datasets).
+Folders under ``--datasets-dir``: ``training/audio/`` (+ ``labels.csv``), ``training/midi/``,
+``training/maestro/``, ``training/groove/``. Errors: :class:`MusicDatasetError`,
+:class:`LabelFileError`, :class:`ConstantDataError`, :class:`MidiReadError`. Details: README.md.
 """
 
 from __future__ import annotations

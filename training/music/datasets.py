@@ -1,13 +1,10 @@
 """The four music datasets: a folder of files → in-memory ``features [N, F]`` / ``targets [N, Y]``.
 
-Each dataset decodes and validates every file once in ``__init__`` (through the feature cache),
-skips and records bad files, and then only indexes arrays, so a DataLoader epoch never opens a
-file. ``ds[i] == {"features": float32 tensor [F], "target": float32 tensor [Y]}``; the attributes
-are listed on :class:`MusicDataset`. Without labels the target is the *continuation*: the first
-half of a piece is the input and the same features of its second half are the target (real,
-varying data the input does not contain); ``ds.whole_features`` keeps the whole piece's features.
-``Cls.synthetic(n=256, seed=0)`` builds a deterministic in-memory dataset of the same shapes for
-``--synthetic`` smoke runs.
+Each file is decoded and validated once in ``__init__`` (through the feature cache) and bad files
+are skipped with the reason, so a DataLoader epoch never opens a file. Without labels the target
+is the *continuation* (the same features of the piece's second half). ``ds[i]`` is
+``{"features": [F], "target": [Y]}`` (float32); attributes on :class:`MusicDataset`;
+``Cls.synthetic(n=256, seed=0)`` for smoke runs. More: README.md, "The music-model suite".
 """
 
 from __future__ import annotations

@@ -1,44 +1,10 @@
 """Download, verify, safely extract and organise the music datasets the training loaders use.
 
-Four public datasets (``--list`` prints the table below with URLs, sizes, checksums, licences):
-
-* ``deam``    DEAM, MediaEval Database for Emotional Analysis in Music: audio + static
-  per-song valence/arousal annotations. Goes to ``training/audio/`` + ``training/audio/labels.csv``.
-* ``lakh``    Lakh MIDI Dataset, LMD-full (``lakh-matched``: the LMD-matched subset). Goes to
-  ``training/midi/``. Lakh has no emotion labels; ``emotion_labels.json`` is never written.
-* ``maestro`` MAESTRO v3.0.0, MIDI-only archive. Goes to ``training/maestro/``.
-* ``groove``  Groove MIDI Dataset v1.0.0, MIDI-only archive. Goes to ``training/groove/``
-  + ``groove_info.json`` (per-file style / bpm / beat-or-fill / meter copied from ``info.csv``;
-  not ``drum_labels.json``, which the loader would take as numeric training targets).
-
-Folder layout under ``--datasets-dir`` (default ``datasets/``)::
-
-    downloads/<archive>                 verified archives (kept with --keep-archives)
-    downloads/<archive>.part            an interrupted transfer; the next run resumes it
-    downloads/<archive>.part.json       what the .part belongs to (URL, ETag, total size)
-    downloads/<archive>.verified.json   marker: size + sha256 measured, and what they were checked against
-    raw/<dataset>/                      the extracted archives, untouched
-    raw/<dataset>/.extracted.json       marker: which archives (by sha256) were extracted
-    training/                           the layout the loaders read (--organize)
-    training/.organized/<dataset>.json  what --organize placed, and from where
-
-Every step is idempotent: a verified download is not fetched again, an extraction whose marker
-matches is not redone, organising skips files already in place. Downloading (resume, retries,
-checksums) and safe extraction are :mod:`training.fetch`, the catalogue
-:mod:`training.music.sources`, the organisers :mod:`training.music.organize`; this module runs
-them per dataset and holds the CLI, and re-exports the names it always offered.
-
-Checksums are enforced only where the publisher gives one (MAESTRO: SHA-256 on the Magenta
-page; Groove: size + SHA-256 in Google's TensorFlow Datasets checksum file). Lakh has SHA-256
-values recorded by third parties (two independent records agree); they are compared and a
-mismatch is logged as a warning, never enforced. DEAM publishes none. The SHA-256 measured for
-every archive is written to its marker either way.
-
-Example::
-
-    python -m training.music.download_datasets --list
-    python -m training.music.download_datasets --datasets maestro,groove --organize
-    python -m training.music.download_datasets --datasets-dir /data/music --dry-run
+DEAM, Lakh MIDI, MAESTRO and Groove, from their official archives; every step is idempotent and
+checksums are enforced where the publisher gives one. Downloading and extraction are
+:mod:`training.fetch`, the catalogue :mod:`training.music.sources`, the organisers
+:mod:`training.music.organize`; this module runs them per dataset, holds the CLI and re-exports
+the names it always offered. Layout and checksum policy: README.md, "The music-model suite".
 """
 
 

@@ -1,17 +1,10 @@
 """Per-file features of the music datasets, and the records the datasets are built from.
 
-* emotion: :func:`mel_features`, 128 time-averaged mel bands in [-1, 1];
-* melody: :func:`pitch_counts` of the non-drum notes, normalised by the datasets to a
-  distribution (``pitch_<p>`` = notes at pitch p / all non-drum notes, in [0, 1]);
-* dynamics: :func:`dynamics_features`, 16 velocity / duration / density / pedal statistics;
-* groove: :func:`groove_features`, 32 timing / per-drum / syncopation / tempo statistics.
-
-Each function's docstring gives the exact formulas and ranges. The ``_extract_*`` functions read
-one file and return a record ``[3, F]``: the whole piece, its first half and its second half (the
-continuation input and target). MIDI halves split at ``t_mid = (first onset + last onset) / 2``
-(notes with onset ``< t_mid`` form the first half); Groove splits at a bar line (first
-``floor(B/2)`` bars vs the rest); a half that cannot be formed is a NaN row (melody: a zero row),
-which the datasets skip with the reason. A readable but unusable file raises ``_SkipFile``.
+Emotion :func:`mel_features`, melody :func:`pitch_counts`, dynamics :func:`dynamics_features` (16),
+groove :func:`groove_features` (32); each docstring gives the exact formulas and ranges. An
+``_extract_*`` function returns a record ``[3, F]``: whole piece, first half, second half (split at
+``t_mid = (first onset + last onset) / 2``, Groove at bar ``floor(B/2)``); an unformable half is a
+NaN row. More: README.md, "The music-model suite".
 """
 
 from __future__ import annotations

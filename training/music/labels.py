@@ -1,21 +1,10 @@
 """Label files of the music datasets and the emotion embedding their targets use.
 
-* ``labels.csv`` (:func:`read_emotion_csv`, the emotion dataset; in the audio folder): a header
-  row, then one row per clip. Key column ``filename`` or ``song_id``; value columns either
-  ``valence,arousal`` (already in [-1, 1]) or DEAM's ``valence_mean,arousal_mean`` (1–9 scale,
-  mapped by :func:`deam_to_unit`: ``(x - 5) / 4``, so 1 → -1, 5 → 0, 9 → +1). Other columns
-  (DEAM's ``*_std``) are ignored; spaces after commas (as in DEAM's files) are fine. DEAM ships
-  its static annotations in two CSVs (songs 1–2000 and 2000–2058): concatenate them (one header).
-* ``emotion_labels.json`` (:func:`read_emotion_json`, melody; optional, in the MIDI folder):
-  ``{"<file key>": {"valence": v, "arousal": a}, ...}`` with v, a in [-1, 1].
-* ``drum_labels.json`` (:func:`read_drum_labels`, groove; optional): ``{"<file key>":
-  {"<label>": number, ...}}``. Every entry carries the same label names; the target is their
-  values in sorted name order, e.g. ``{"energy": 0.8, "complexity": 0.3}`` → ``[complexity,
-  energy]``. Scale labels to about [-1, 1].
-
-A key matches a file by relative path, file name, relative path without suffix, or stem, so
-DEAM's ``song_id`` ``2`` finds ``2.mp3`` (:func:`_match_labels`). Malformed files raise
-:class:`LabelFileError` naming the line or entry.
+``labels.csv`` (emotion; DEAM's 1–9 scale is mapped by :func:`deam_to_unit`), the optional
+``emotion_labels.json`` (melody) and ``drum_labels.json`` (groove). A key matches a file by
+relative path, file name, relative path without suffix, or stem; malformed files raise
+:class:`LabelFileError` naming the line or entry. Formats: README.md, "The music-model suite",
+**Label files**.
 """
 
 from __future__ import annotations

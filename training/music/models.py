@@ -1,36 +1,10 @@
 """The four small music models and the registry that ``train_all_models`` loops over.
 
 Every model maps ``features [B, F]`` (float32) to ``[B, Y]`` and is built as
-``Model(input_dim, output_dim, hidden=...)``; take ``input_dim``/``output_dim`` from the dataset
-(``ds.feature_dim``, ``ds.target_dim``), because Y depends on the dataset's mode (labels or
-continuation, see :mod:`training.music.datasets`).
-
-==================  ========  =====================================================================
-model               name      architecture
-==================  ========  =====================================================================
-EmotionRecognizer   emotion   MLP 128 → hidden → hidden → 2, GELU, dropout, tanh output ([-1, 1])
-MelodyTransformer   melody    each of the F pitches is a token: learned pitch embedding + a linear
-                              projection of ``log1p(F * x_p)``; pre-norm Transformer encoder
-                              (2 layers, 4 heads, d = hidden); mean-pool ⊕ x-weighted pool → MLP
-DynamicsEngine      dynamics  MLP 16 → hidden → hidden → Y plus a linear skip path 16 → Y
-GroovePredictor     groove    MLP 32 → hidden → hidden → Y plus a linear skip path 32 → Y
-==================  ========  =====================================================================
-
-The linear skip path lets the continuation models start from "the second half resembles the
-first" and learn the MLP correction on top.
-
-Registry (names ``emotion``, ``melody``, ``dynamics``, ``groove``)::
-
-    spec = MODEL_REGISTRY["dynamics"]           # ModelSpec, a NamedTuple
-    model_cls, dataset_cls, subfolder, loss = spec
-    ds = dataset_cls.synthetic() if synthetic else dataset_cls.from_datasets_dir(datasets_dir)
-    # (equivalently dataset_cls(Path(datasets_dir) / subfolder, ...))
-    model = build_model("dynamics", ds.feature_dim, ds.target_dim)
-    criterion = build_loss(spec.loss)           # nn.MSELoss() for all four today
-
-Errors: :class:`MusicModelInputError` (also importable as ``ModelInputError``) when a batch has
-the wrong shape; :class:`workflow.errors.UsageError` for unknown model or loss names (the message
-lists the valid ones).
+``Model(input_dim, output_dim, hidden=...)`` with the dimensions taken from the dataset, because Y
+depends on its mode (labels or continuation). The continuation models have a linear skip path so
+they start from "the second half resembles the first". Architectures and the registry's use:
+README.md, "The music-model suite", **Models**.
 """
 
 from __future__ import annotations

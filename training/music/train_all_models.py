@@ -1,18 +1,10 @@
 """Train the four music models (emotion, melody, dynamics, groove) with the shared toolkit.
 
-For each model the real dataset under ``--datasets-dir`` is used when its folder holds usable
-files (see ``training.music.data_loaders`` for the layouts; ``python -m
-training.music.download_datasets --organize`` makes them). A model whose data is missing falls
-back to its synthetic dataset with a loud warning (``--synthetic`` uses synthetic data for all).
-Each model gets a deterministic train/validation split, early stopping, checkpoints
-(``<output>/<model>/checkpoints/<model>_best.pt`` / ``_last.pt``), a metrics JSON and a PNG of
-its curves; ``--resume`` continues an interrupted run from its last epoch.
+Each model uses its real dataset under ``--datasets-dir`` when the folder holds usable files
+(``python -m training.music.download_datasets --organize`` makes them) and otherwise its synthetic
+one, with a loud warning. Checkpoints, metrics and ``--resume`` per model. Example::
 
-Examples::
-
-    python -m training.music.train_all_models --synthetic --epochs 3                 # smoke test, CPU
-    python -m training.music.train_all_models --datasets-dir datasets --device cuda --epochs 100
-    python -m training.music.train_all_models --models groove,dynamics --resume
+    python -m training.music.train_all_models --synthetic --epochs 3    # smoke test, CPU
 """
 
 from __future__ import annotations
