@@ -1,18 +1,10 @@
 """python -m training.autoencoder — train the SEANet autoencoder with the MS-STFT GAN.
 
-EnCodec's architecture and losses, without a quantizer by default (``model.quantizer=rvq`` adds a
-residual vector quantizer, i.e. trains a real codec), on mono (``--1ch``) or 32-channel spatial
-audio (``--32ch``). Defaults are the paper settings (configs/autoencoder/*.yaml): 24 kHz, 1 s
-segments, 300 epochs × 2000 updates, Adam lr 3e-4 betas (0.5, 0.9), batch 32 (1ch) / 4 (32ch),
-λt 0.1, λf 1, λg 3, λfeat 3. Any config key can be overridden as key=value.
+EnCodec's architecture and losses, with a continuous latent by default (``model.quantizer=rvq``
+trains a real codec), on mono (``--1ch``) or 32-channel audio (``--32ch``). Defaults are the
+paper's settings (configs/autoencoder/*.yaml); any config key can be overridden as key=value:
 
-Examples::
-
-    python -m training.autoencoder --1ch --data-dir audio/ --out runs/ae1
-    python -m training.autoencoder --32ch --data-dir eigenscape/ --out runs/ae32 --device cuda
-    python -m training.autoencoder --1ch --hf-dataset dataset/ --out runs/ae1 model.quantizer=rvq
-    python -m training.autoencoder --1ch --data-dir audio/ --out runs/ae1 --resume
-    torchrun --nproc-per-node 4 -m training.autoencoder --1ch --data-dir audio/ --out runs/ae1 --device cuda
+    python -m training.autoencoder --1ch --data-dir audio/ --out runs/ae1 [--resume] [optim.lr=1e-4]
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """EnCodec's loss balancer: loss weights become shares of the gradient, whatever each loss's scale.
 
-The generator's losses (L1, multi-scale mel, adversarial, feature matching) all depend on the
-model only through the decoded audio ``ŷ``. So instead of ``(Σ λ_i ℓ_i).backward()`` — where a
-loss with a large raw gradient drowns the others and every λ has to be re-tuned when a loss
-changes scale — :meth:`Balancer.backward` computes each ``g_i = ∂ℓ_i/∂ŷ`` separately and sends
-
-    G = Σ_i  total_norm · (λ_i / Σ_j λ_j) · g_i / EMA(‖g_i‖)
-
-back through the model (Défossez et al., 2022, §3.4 "Balancer"; AudioCraft's
-``losses/balancer.py``). With weights 3:1, 75 % of the gradient norm comes from the first loss
-and 25 % from the second. ``‖g_i‖`` is the L2 norm per batch item averaged over the batch
-(``per_batch_item=True``) or the norm of the whole batch gradient, and the EMA (decay 0.999) is
-bias-corrected like ``flashy.averager``: the first call uses the current norm itself, later calls
-``Σ_t d^(n−t) ‖g_i‖_t / Σ_t d^(n−t)``. ``ema_decay=0`` uses only the current norm, ``1`` the
-plain mean of all past norms. Under ``torch.distributed`` the norms are averaged over workers
-(weighted by batch size) before entering the EMA, so every rank applies the same scales.
-
-``balance_grads=False`` turns this into the plain weighted sum ``G = Σ λ_i g_i`` (the EMA and
-the metrics are still kept up to date). The EMA is training state: save :meth:`state_dict` in
-checkpoints so a resumed run takes exactly the same steps.
+Each loss's gradient on the decoded audio is taken separately, normalised by an EMA of its norm
+and weighted by ``λ_i / Σ_j λ_j`` (Défossez et al., 2022, §3.4), so a loss with a large raw
+gradient cannot drown the others and λ need no re-tuning when a loss changes scale. The EMA is
+training state (save :meth:`state_dict`). Formula, EMA and DDP details: README.md, "SEANet
+autoencoder with MS-STFT GAN", **Balancer**.
 """
 
 from __future__ import annotations

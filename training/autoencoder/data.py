@@ -1,28 +1,10 @@
 """Training data for the SEANet autoencoder: random fixed-length segments of wav/flac files.
 
-Two modes, matching ``configs/autoencoder/1ch.yaml`` and ``32ch.yaml``:
-
-* ``"1ch"`` — every segment is ONE channel: a random channel of a (possibly multichannel) file.
-  Any channel count is accepted.
-* ``"32ch"`` — every segment has ``channels`` channels (32 for EigenScape's em32 recordings).
-  Files with fewer channels are reported by :func:`scan_files` and skipped; files with more use
-  their first ``channels`` channels (the extra ones are ignored, logged once at scan time).
-
-Pipeline: :func:`find_audio_files` (a folder) or :func:`files_from_hf_dataset` (an s5 dataset with
-a ``wav`` column) → :func:`split_files` → :func:`scan_files` (header reads only) →
-:class:`AudioSegmentDataset` / :class:`ValidationSet` → :func:`make_loaders`.
-
-Reading is cheap: only the span of one segment (plus ~10 ms of context on each side for the
-resampler) is decoded with ``soundfile``'s ``start``/``frames``, at the file's own rate, then
-resampled with soxr (:func:`workflow.audio.resample`) and trimmed to exactly
-``round(sample_rate * segment_seconds)`` samples. Segment starts are placed on the grid where a
-source frame falls exactly on an output sample (every 147 frames for 44.1 → 24 kHz), so a segment
-equals the matching slice of the whole file resampled at once (up to float rounding).
-
-Randomness: item ``i`` of epoch ``e`` uses ``numpy.random.default_rng([seed, e, i])``, so results do
-not depend on DataLoader workers, their number or the order items are fetched in, and a run with
-the same seed reproduces every segment. Call :meth:`AudioSegmentDataset.set_epoch` before each
-epoch; the epoch lives in shared memory, so persistent DataLoader workers see the new value.
+Modes ``"1ch"`` (a random channel of any file) and ``"32ch"`` (``channels`` channels; files with
+fewer are skipped). Only one segment's span is decoded, then resampled with soxr, on a start grid
+that makes a segment equal the same slice of the whole file resampled. Item ``i`` of epoch ``e``
+uses ``default_rng([seed, e, i])``, so any number of workers gives the same data; call
+:meth:`AudioSegmentDataset.set_epoch`. Details: README.md, "SEANet autoencoder", **Data pipeline**.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Multi-scale STFT (MS-STFT) discriminator of EnCodec (Défossez et al., 2022, §3.4).
 
-Each scale looks at the complex STFT of the waveform (real and imaginary parts stacked as image
-channels) with a small 2-D conv net, so the adversary judges phase as well as magnitude at
-several time/frequency resolutions. Layout inside a scale is ``[B, 2·C, frames, freq]``: as in
-the paper (and AudioCraft's ``msstftd.py``) the dilations (1, 2, 4) act on the *time* axis and
-the stride 2 on the *frequency* axis.
-
-``forward`` returns ``(logits, fmaps)``: one logit map per scale and, per scale, the activations
-after every inner conv (the feature-matching loss in :mod:`training.autoencoder.losses` uses
-them). Works for any number of input channels (mono, or 32-channel spatial audio).
+Each scale judges the complex STFT (real and imaginary parts as image channels) with a small 2-D
+conv net, so the adversary sees phase as well as magnitude at several resolutions. ``forward``
+returns ``(logits, fmaps)``, the activations feeding the feature-matching loss; any number of
+input channels. Layout and axes: README.md, "SEANet autoencoder", **Discriminator**.
 """
 
 from __future__ import annotations

@@ -1,44 +1,10 @@
 """Reconstruction, adversarial and evaluation losses of the EnCodec recipe (torch only, no torchaudio).
 
-Generator objective (Défossez et al., 2022, "High Fidelity Neural Audio Compression", §3.4)::
-
-    L_G = λt·l1_time + λf·mel + λg·hinge_generator + λfeat·feature_matching   (+ commitment, if RVQ)
-
-with the λ applied through :class:`training.autoencoder.balancer.Balancer`. Formulas, and where
-each one comes from:
-
-* :func:`l1_time` — ``mean |x − x̂|`` (paper's ℓt, as a mean rather than a sum so it does not
-  grow with segment length).
-* :class:`MultiScaleMelLoss` — for each scale ``i`` (``n_fft = 2**i``, hop ``n_fft // 4``, Hann
-  window ``n_fft``), with ``S_i`` a 64-band mel power spectrogram::
-
-      ℓf = Σ_i  mean|S_i(x) − S_i(x̂)|  +  α_i · mean( (log10(ε + S_i(x)) − log10(ε + S_i(x̂)))² )
-
-  This is AudioCraft's ``MultiScaleMelSpectrogramLoss`` (the code EnCodec was trained with):
-  L1 on the linear mel, mean-squared error on the floored log10 mel, ``α_i = sqrt(2**i − 1)``
-  when ``alphas=True`` (else 1), ε = ``floor_level`` = 1e-5, optional division by
-  ``Σ(α_i + 1)`` when ``normalized=True``. The paper's text writes the L2 term on the linear mel
-  with α_i = 1, and Gritsenko et al. (2020) use ``α = sqrt(n_fft / 2)``; we follow the reference
-  code. Scales: ``range_`` is *inclusive* here, ``(6, 11)`` → n_fft 64 … 2048 (6 scales, what
-  ``configs/autoencoder/base.yaml`` documents); AudioCraft's ``range(6, 11)`` stops at 1024 —
-  pass ``range_=(6, 10)`` to reproduce it exactly.
-* :func:`hinge_generator_loss` — ``1/K Σ_k mean(relu(1 − D_k(x̂)))`` (paper's ℓg).
-* :func:`hinge_discriminator_loss` — ``1/K Σ_k mean(relu(1 − D_k(x))) + mean(relu(1 + D_k(x̂)))``
-  (paper's L_d).
-* :func:`feature_matching_loss` — ``1/(K·L) Σ_k Σ_l mean|D_k^l(x) − D_k^l(x̂)| / mean|D_k^l(x)|``
-  (paper's ℓfeat; the real activations are detached).
-* :func:`si_snr` and :func:`mel_distance` — evaluation metrics (dB, and a log-mel L1 distance).
-
-Mel filter banks come from ``librosa.filters.mel(htk=True, norm=None)``, the same triangles as
-torchaudio's ``MelSpectrogram`` defaults that AudioCraft uses. At small FFT sizes some mel bands
-are narrower than one FFT bin and their filter is all zeros (at 24 kHz with 64 mels: 22 of 64
-bands at n_fft 64, 10 at 128, 2 at 256). We keep those rows, as torchaudio does: both spectra
-are 0 there, the log term sees ``log10(ε)`` on both sides, so they add exactly 0 to the loss
-(they only dilute that scale's mean, which keeps the values identical to AudioCraft's). The
-count is exposed as :attr:`MelSpectrogram.empty_filters`.
-
-Multichannel input ``[B, C, N]`` is handled by treating channels as extra batch items.
-Spectrograms are computed in float32 even under autocast.
+``L_G = λt·l1_time + λf·mel + λg·hinge_generator + λfeat·feature_matching`` (Défossez et al.,
+2022, §3.4), the λ applied by :class:`training.autoencoder.balancer.Balancer`. The mel loss follows
+AudioCraft's ``MultiScaleMelSpectrogramLoss`` (the code EnCodec was trained with), not the paper's
+text; ``range_`` is inclusive. Every formula, its source, and why empty mel filters are kept:
+README.md, "SEANet autoencoder with MS-STFT GAN", **Losses**.
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """Residual vector quantizer (RVQ) with EMA codebooks, as in EnCodec / SoundStream.
 
-Each of the ``n_q`` codebooks quantizes what the previous ones left over (the residual), so the
-first ``k`` codebooks alone give a coarser version of the same latent — which is what quantizer
-dropout trains for and what lets one model serve several bitrates.
-
-* Codebooks are buffers, not parameters: they are learned by exponential moving averages of the
-  vectors assigned to each code (``decay``), never by the optimizer, and travel in the state dict
-  so a resumed run continues with the same codebooks.
-* The encoder gets its gradient through a straight-through estimator on the *sum* of all
-  codebooks (``x + (q - x).detach()``, the fix to EnCodec issue #25) plus the commitment loss
-  ``mean((x_residual - q.detach())**2)`` per codebook.
-* With ``kmeans_init`` a codebook starts empty and is set by k-means on the first training batch.
-* Dead codes (EMA cluster size below ``threshold_ema_dead_code``) are replaced by random vectors of
-  the current batch. Unlike AudioCraft, the replacement also resets that code's EMA statistics, so
-  the next EMA step does not overwrite it again.
-* Everything runs in float32 with autocast disabled: nearest-neighbour search in bf16 picks wrong
-  codes. Randomness (k-means seeds, replacements, dropout) comes from torch's global RNG only.
-
-Under DistributedDataParallel the codebook buffers are broadcast from rank 0 at every forward
-(DDP's default ``broadcast_buffers=True``), which keeps all ranks on one codebook.
+Each codebook quantizes the residual of the previous ones, so the first ``k`` give a coarser
+version of the same latent (quantizer dropout; several bitrates from one model). Codebooks are
+EMA-learned buffers with k-means init and dead-code replacement; the encoder learns through a
+straight-through estimator plus the commitment loss; everything runs in float32. Details:
+README.md, "SEANet autoencoder with MS-STFT GAN", **Residual vector quantizer**.
 """
 
 from __future__ import annotations

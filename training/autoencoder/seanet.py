@@ -1,22 +1,10 @@
 """SEANet encoder and decoder: EnCodec's convolutional autoencoder (Défossez et al., 2022).
 
-Layout of the encoder, for ``ratios=(8, 5, 4, 2)`` and ``n_filters=32``::
-
-    conv(channels -> 32, k=7)
-    for ratio in (2, 4, 5, 8):            # ratios reversed: the encoder downsamples by 2 first
-        residual block(s) (dilated k=3 conv + k=1 conv, bottleneck dim // compress, skip)
-        ELU, strided conv(C -> 2C, k=2*ratio, stride=ratio)
-    LSTM (``lstm`` layers, skip connection)
-    ELU, conv(512 -> dimension, k=7)
-
-The decoder mirrors it: conv(dimension -> 512), LSTM, then for ratio in (8, 5, 4, 2) an ELU, a
-transposed conv(C -> C/2, k=2*ratio, stride=ratio) and the residual block(s), then ELU and
-conv(32 -> channels). ``ratios`` is always given in *decoder* order (largest first), as in
-SEANet/AudioCraft; the encoder applies it reversed, so both ends sit next to the same ratio.
-
-Every conv is padded "same"-style (reflect by default): an input of ``N`` samples gives
-``ceil(N / hop_length)`` latent frames, exactly ``N / hop_length`` when ``N`` is a multiple of the
-hop, and the decoder turns ``T`` frames into exactly ``T * hop_length`` samples.
+Strided convs with residual blocks and an LSTM; ``ratios`` is given in *decoder* order (largest
+first) and the encoder applies it reversed, so both ends sit next to the same ratio. Convs are
+padded "same"-style: ``N`` samples give ``ceil(N / hop_length)`` frames, and ``T`` frames decode
+to exactly ``T * hop_length`` samples. The layer-by-layer layout: README.md, "SEANet autoencoder
+with MS-STFT GAN", **Architecture**.
 """
 
 from __future__ import annotations

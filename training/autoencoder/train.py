@@ -1,25 +1,10 @@
 """The GAN training loop: SEANet autoencoder (generator) + MS-STFT discriminator.
 
-One step, as in EnCodec: the discriminator takes a hinge step on (real, detached reconstruction);
-then the generator's four losses — L1 in time (λt), multi-scale mel (λf), hinge adversarial (λg)
-and feature matching (λfeat) — are combined by the gradient :class:`~.balancer.Balancer` on the
-decoded audio, so each loss's share of the gradient follows its weight whatever its scale. With
-``model.quantizer=rvq`` the commitment penalty is added directly to the encoder's gradient.
-
-Uses the shared toolkit (``training/core``): ``CheckpointManager`` (best by validation loss,
-``autoencoder_last.pt`` for resume), ``MetricsTracker`` (JSON + PNG), ``ExperimentLogger``
-(wandb / TensorBoard / none), ``EarlyStopping``, device and seeding helpers. A resumed run
-continues exactly: both models, both optimizers, the balancer's EMA state, the epoch and the RNG
-state are restored, and the data order depends only on (seed, epoch, index). Everything a run
-mutates lives in one :class:`State`; the :class:`Trainer` holds it with the run's fixed parts.
-
-Multi-GPU: ``torchrun --nproc-per-node N -m training.autoencoder --1ch ...`` runs DDP
-(:func:`workflow.dist.init_distributed`); each rank draws its own random segments (seed + rank);
-rank 0 validates, checkpoints and writes samples. Precision: ``train.amp=bf16`` is bf16 autocast
-on CUDA, anything else (and any other device) float32 (:func:`workflow.dist.autocast_dtype`).
-
-Library code: progress lines go to ``report`` (``log.info`` unless the caller, e.g. the CLI,
-passes ``print``), never straight to stdout.
+One step as in EnCodec: a hinge step of the discriminator, then the generator's four losses
+combined by the gradient :class:`~.balancer.Balancer` on the decoded audio. Checkpoints, metrics,
+logging and early stopping come from ``training/core``; a run's mutable state is one
+:class:`State`, so a resume continues exactly. DDP under torchrun; progress goes to ``report``
+(never stdout). Details: README.md, "SEANet autoencoder with MS-STFT GAN".
 """
 
 from __future__ import annotations
