@@ -1,15 +1,10 @@
 """python -m training.audiocraft {fetch-fma,prepare,dset,launch,xp} — AudioCraft training, step by step.
 
-Typical run (what the two RunPod notebooks do)::
+Typical run, as the RunPod notebooks do it (``fetch-fma`` first, ``xp`` last; all in README.md)::
 
-    python -m training.audiocraft fetch-fma --num-tracks 100 --out /workspace/data/fma_small_subset
-    python -m training.audiocraft prepare /workspace/data/fma_small_subset /workspace/data/fma_mini
-    python -m training.audiocraft dset --name fma_small_mini --egs /workspace/data/fma_mini/egs \\
-        --config-dir /workspace/audiocraft/config
-    python -m training.audiocraft launch --dset audio/fma_small_mini --solver compression/debug \\
-        --dora-dir /workspace/dora -- dataset.batch_size=8 dataset.num_workers=4 \\
-        optim.updates_per_epoch=50 dataset.valid.num_samples=30 evaluate.every=1 generate.every=1
-    python -m training.audiocraft xp --dora-dir /workspace/dora
+    python -m training.audiocraft prepare DATA WORK
+    python -m training.audiocraft dset --name NAME --egs WORK/egs --audiocraft-dir AUDIOCRAFT
+    python -m training.audiocraft launch --dset audio/NAME --dora-dir DORA -- dataset.batch_size=8
 """
 
 from __future__ import annotations

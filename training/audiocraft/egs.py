@@ -1,19 +1,10 @@
 """``prepare``: a folder of audio → fixed-length segments → AudioCraft's ``egs/`` manifests.
 
-AudioCraft reads a dataset split as a folder holding ``data.jsonl``: one JSON object per line with
-``path`` (absolute), ``duration`` (seconds), ``sample_rate`` (and optionally ``amplitude``,
-``weight``, ``info_path``; unknown keys such as ``channels`` are ignored). This module builds::
-
-    WORK/segments/<tree>/<stem>_0000.wav     s1's output: mono, resampled, normalised, cut
-    WORK/egs/train/<tree>/<stem>_0000.wav    symlink → the segment (absolute)
-    WORK/egs/train/data.jsonl
-    WORK/egs/valid/…
-
-The split is by *source track* (segments of one song never straddle train and valid), ordered by
-a seeded hash of the track's relative path: deterministic, independent of listing order, and
-adding tracks moves only the few next to the cut. Re-running changes nothing that is already
-right: finished segments are skipped, correct links are kept, and a manifest is rewritten only if
-its content would change.
+s1 cuts the segments; ``WORK/egs/{train,valid}/`` get symlinks to them and ``data.jsonl``. The
+split is by *source track* (segments of one song never straddle train and valid), ordered by a
+seeded hash of the track's relative path, so it is deterministic and adding tracks moves only a
+few. Re-running changes nothing that is already right. Layout and manifest fields: README.md,
+"AudioCraft training through Dora", **prepare**.
 """
 
 from __future__ import annotations

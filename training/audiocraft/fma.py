@@ -1,17 +1,10 @@
 """``fetch-fma``: the first N tracks of an FMA zip without downloading the whole archive.
 
-``fma_small.zip`` is 7.2 GB; a smoke-test training run needs a few dozen tracks. A zip keeps its
-table of contents (the central directory) at the end, so with HTTP ``Range`` requests we read
-the last ~64 KiB (end-of-central-directory record, plus the ZIP64 locator and record that an
-archive over 4 GiB carries), then the central directory in one request, then each chosen member
-(local header + data) in one request more. Members are decompressed (stored or deflate),
-CRC32-checked against the directory and written atomically, so a re-run skips what is already
-there. The same code reads a local zip through :class:`FileSource`; a local folder of audio
-files is simply listed.
-
-Requests for ``fetch_subset(url, out, n)``: 1 (tail) + 1 (central directory, 0 when it lies
-inside the tail) + 1 per member not already on disk (2 for a member whose local header is
-padded beyond :data:`LOCAL_HEADER_SLACK`, or whose data exceeds :data:`CHUNK_BYTES`).
+``fma_small.zip`` is 7.2 GB; a smoke-test run needs a few dozen tracks. A zip keeps its central
+directory at the end, so HTTP ``Range`` requests read the tail, the directory, then one request per
+chosen member; members are CRC32-checked and written atomically, and a re-run skips what is there.
+A local zip is read the same way (:class:`FileSource`); a local folder is listed. Request counts:
+README.md, "AudioCraft training through Dora", **fetch-fma**.
 """
 
 from __future__ import annotations

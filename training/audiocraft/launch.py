@@ -1,22 +1,10 @@
 """``launch``: pre-flight checks, then ``python -m dora -P audiocraft run solver=… dset=…``.
 
-AudioCraft's common first-run failures surface deep inside Hydra or a data-loader worker, minutes
-in. Each is checked here first and turned into one line saying what to do:
-
-========================================  ================================================
-failure                                   check
-========================================  ================================================
-``Environment variable 'USER' not found`` USER is set for the child (from the account name)
-dset given as a file path                 ``dset`` must be a config name (``audio/<name>``)
-``Missing mandatory value: datasource.*`` every datasource key present and not ``???``
-"no data.jsonl in the dir"                each split folder has ``data.jsonl`` (or ``.gz``)
-``KeyError: 'duration'`` in AudioMeta     every manifest line has path/duration/sample_rate
-``No module named 'xformers'``            AudioCraft 1.3 imports xformers at start-up
-``dora grid`` without SLURM               ``srun`` must be on PATH for grids
-``Weights only load failed`` on resume    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` is set
-``ffmpeg`` missing at the generate stage  ffmpeg on PATH (the interpreter's bin/ is added)
-config/ not next to the package           the dset YAML must be where Dora reads configs
-========================================  ================================================
+AudioCraft's common first-run failures (``USER`` unset, a dset path instead of a name, missing
+``datasource`` keys or manifests, no xformers / ffmpeg / srun, weights-only checkpoint loads)
+surface deep inside Hydra or a data-loader worker, minutes in. Each is checked here first and
+turned into one line saying what to do. The full table: README.md, "AudioCraft training through
+Dora", **launch**.
 """
 
 from __future__ import annotations
