@@ -1,22 +1,10 @@
 """python -m midigroove_poc — expressive drum MIDI → neural codec tokens (E-GMD).
 
-Commands::
-
-    drumgrid train        build the cache (E-GMD windows → codec codes + grids) and, unless
-                          --precache-only, train the baseline: quantised 16th grid → codes
-    expressivegrid train  train the Transformer on the expressive grid (micro-timing, velocity,
-                          cymbal decay, hi-hat openness, beat position, drummer/kit/style)
-    expressivegrid predict  decode one cached window's predicted codes to a wav
-    eval                  token and audio metrics of one or more systems (+ oracle / random)
-
-Typical use::
-
-    export EGMD_CSV=e-gmd-v1.0.0/e-gmd-v1.0.0.csv EGMD_ROOT=e-gmd-v1.0.0
-    python -m midigroove_poc drumgrid train --precache-only --cache-dir cache --encoder-model encodec
-    python -m midigroove_poc expressivegrid train --cache cache/encodec_24khz-<hash> --save runs/eg.pt --device cuda
-    python -m midigroove_poc expressivegrid predict --ckpt runs/eg.pt --cache cache/encodec_24khz-<hash> --out pred.wav
-    python -m midigroove_poc eval --split test --audio-metrics --add-oracle --add-random \\
-        --system eg:runs/eg.pt:cache/encodec_24khz-<hash> --out-dir eval_out
+Commands: ``drumgrid train`` (build the cache; train the quantised-grid baseline unless
+--precache-only), ``expressivegrid train`` (the Transformer on the expressive grid),
+``expressivegrid predict`` (a cached window's predicted codes → wav), ``eval`` (token and audio
+metrics of systems, + oracle / random). The full walk-through with every step: README.md,
+"midigroove_poc".
 """
 
 from __future__ import annotations

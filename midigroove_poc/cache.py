@@ -1,17 +1,10 @@
 """The training cache: E-GMD windows → codec codes + expressive grid, as a ``datasets`` DatasetDict.
 
-One cache per (codec, weights, bandwidth, windowing, filters) configuration, in
-``<cache_dir>/<codec>-<hash>/`` where the hash covers every setting and filter, so two filter
-choices never share a cache. Building is resumable: each E-GMD row becomes a small part under
-``<cache_dir>/<name>.parts/`` (written atomically, skipped when present), and the parts are
-assembled into the final DatasetDict only when every row is done. Grid extraction and audio
-decoding/resampling run in ``num_workers`` threads through the shared runner; the codec runs in the
-main process (on CUDA if asked), in batches.
-
-Columns: ``codes`` int16 ``[K][T]``, ``grid`` float16 ``[T][F]`` (expressive), ``drumgrid`` float16
-``[T][18]`` (quantised baseline), ``onsets`` (s, in the window), ``drummer_id``/``kit_id``/
-``style_id`` (indices into ``cache_meta.json``'s vocabularies), ``bpm``, ``beat_type``, ``split``,
-``row_key``, ``window_index``, ``start_s``, ``audio_path``.
+One cache per (codec, weights, bandwidth, windowing, filters) configuration in
+``<cache_dir>/<codec>-<hash>/``. Building is resumable (one atomic part per E-GMD row, assembled
+when all are done); grids and audio are prepared in ``num_workers`` threads through the shared
+runner while the codec runs in the main process, in batches. Columns: README.md,
+"midigroove_poc", **Cache**.
 """
 
 from __future__ import annotations

@@ -1,47 +1,10 @@
 """Drum note maps: Roland TD-17 (E-GMD / Groove) MIDI pitches → GrooVAE classes and fine lanes.
 
-E-GMD was recorded on a Roland TD-17 with the Groove MIDI Dataset's note assignment (the TD-11
-map: every pad zone has its own note). Two reductions are used in this package.
-
-**GrooVAE's 9 classes** (:data:`GROOVAE_CLASSES`, Gillick et al. 2019, magenta's "Roland" drum
-reduction). They are the columns of the ``drumgrid`` baseline. A few General MIDI notes that the
-TD-17 does not send but other drum MIDI does are folded into the nearest class (marked GM);
-every other pitch maps to ``None`` (dropped by the baseline)::
-
-    index  class        pitches (Roland TD-17 zone)
-    0      kick         36 kick; 35 (GM acoustic bass drum)
-    1      snare        38 snare head, 40 snare rim, 37 snare x-stick
-    2      closed_hat   42 hi-hat closed bow, 22 hi-hat closed edge, 44 hi-hat pedal
-    3      open_hat     46 hi-hat open bow, 26 hi-hat open edge
-    4      low_tom      43 tom 3 (floor) head, 58 tom 3 rim; 41 (GM low floor tom)
-    5      mid_tom      45 tom 2 head, 47 tom 2 rim
-    6      high_tom     48 tom 1 head, 50 tom 1 rim
-    7      crash        49 crash 1 bow, 55 crash 1 edge, 57 crash 2 bow, 52 crash 2 edge
-    8      ride         51 ride bow, 59 ride edge, 53 ride bell
-
-**Fine lanes** (:data:`FINE_LANES`): what the expressive grid keeps apart because it sounds
-different — snare head vs rim shot vs cross-stick, the three hi-hat articulations, ride bow vs
-bell — plus ``other`` for every pitch not listed (percussion, unknown notes)::
-
-    index  lane          pitches
-    0      kick          36, 35
-    1      snare_head    38
-    2      snare_rim     40
-    3      snare_xstick  37
-    4      hat_closed    42, 22
-    5      hat_open      46, 26
-    6      hat_pedal     44
-    7      tom_high      48, 50
-    8      tom_mid       45, 47
-    9      tom_low       43, 58, 41
-    10     crash         49, 55, 57, 52
-    11     ride_bow      51, 59
-    12     ride_bell     53
-    13     other         anything else
-
-Every lane except ``other`` lies inside exactly one GrooVAE class (:data:`LANE_TO_GROOVAE`), so
-the baseline grid is a coarsening of the expressive one. :data:`SUSTAIN_LANES` are the ringing
-cymbals that get a decay column in the expressive grid.
+E-GMD uses the Groove MIDI Dataset's TD-11 note map (every pad zone has its own note). The
+drumgrid baseline uses GrooVAE's 9 classes (:data:`GROOVAE_CLASSES`); the expressive grid keeps
+14 :data:`FINE_LANES` apart because they sound different. Every lane but ``other`` lies inside one
+class (:data:`LANE_TO_GROOVAE`); :data:`SUSTAIN_LANES` get a decay column. The pitch tables:
+README.md, "midigroove_poc", **Drum mapping**.
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """E-GMD metadata: read the dataset CSV, filter its rows, cut each row into beat-aligned windows.
 
-The Expanded Groove MIDI Dataset (E-GMD, Callender et al. 2020) ships one CSV,
-``e-gmd-v1.0.0.csv``, beside the ``drummerN/`` folders, with one row per (performance, kit)
-rendering and the columns::
-
-    drummer,session,id,style,bpm,beat_type,time_signature,duration,split,
-    midi_filename,audio_filename,kit_name
-
-``midi_filename`` / ``audio_filename`` are relative to the CSV's folder (e.g.
-``drummer1/session1/1_funk_80_beat_4-4_1.midi``); ``split`` is ``train`` / ``validation`` /
-``test``; ``beat_type`` is ``beat`` or ``fill``; ``duration`` is seconds. The same performance
-(``id``) appears once per kit with a ``_<n>`` suffix on its file names, so :attr:`EgmdRow.key`
-(the MIDI file name without suffix) is the row's unique key, not ``id``.
-
-Windows: the MIDI files are on a metronome grid whose beat 0 is at t = 0 s, so a window of
-``beats_per_chunk`` beats starts at ``k * hop_beats`` beats, i.e. ``k * hop_beats * 60 / bpm``
-seconds, and only windows that end inside ``duration`` are kept (no padding).
+E-GMD (Callender et al. 2020) has one CSV row per (performance, kit) rendering, so a row's key is
+its MIDI file name without suffix (:attr:`EgmdRow.key`), not ``id``. The MIDI is on a metronome
+grid with beat 0 at t = 0 s, so window ``k`` starts at ``k * hop_beats * 60 / bpm`` s; only windows
+that end inside ``duration`` are kept (no padding). Columns and paths: README.md,
+"midigroove_poc", **Data**.
 """
 
 from __future__ import annotations

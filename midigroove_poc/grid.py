@@ -1,50 +1,10 @@
 """Drum MIDI → frame grids at the codec frame rate: the expressive grid and the drumgrid baseline.
 
-**Frames.** A window ``[start_s, start_s + duration_s)`` has ``T = num_frames(duration_s, fps)``
-frames; frame ``t`` covers ``[start_s + t/fps, start_s + (t+1)/fps)`` and its centre is
-``c_t = start_s + (t + 0.5)/fps``. A hit at absolute time ``h`` has the fractional frame position
-``x = (h - start_s) * fps`` and lands on frame ``f = floor(x)``, the frame containing it (a hit
-within 1e-6 frame below a boundary counts as the later frame, so float error in ``h * fps`` never
-moves an on-grid hit). A hit belongs to the window iff ``start_s <= h < start_s + duration_s``,
-the rule :func:`window_onsets` uses too (``T`` is rounded, so the last frame may reach past the
-window end; hits there belong to the next window). Example at 75 fps: a hit at exactly 0.5 s
-has ``x = 37.5`` → frame 37, offset 0.0; a hit at 1.005 s has ``x = 75.375`` → frame 75,
-offset -0.125.
-
-**Expressive grid** (:func:`expressive_grid`, float32 ``[T, 52]``, columns
-:data:`EXPRESSIVE_FEATURES` in this order; lanes are :data:`~midigroove_poc.drums.FINE_LANES`)::
-
-    onset_<lane>    x14  1 on the frame containing a hit of that lane, else 0
-    offset_<lane>   x14  x - f - 0.5 in [-0.5, 0.5): where the hit lies in its frame, in frames
-                         from the frame centre (hit time = c_t + offset / fps); 0 without a hit
-    vel_<lane>      x14  MIDI velocity / 127 of the hit; 0 without a hit
-    sustain_<lane>  x4   SUSTAIN_LANES (hat_open, crash, ride_bow, ride_bell): the ring of the
-                         lane's latest hit on or before the frame,
-                         vel/127 * exp(-max(0, c_t - h) / tau), tau from SUSTAIN_TAU_S
-                         (0.35, 1.5, 0.8, 1.2 s); hits before the window count. An open hi-hat
-                         is choked (0) from the frame of a later hat_closed / hat_pedal hit
-    hat_openness    x1   1 - CC4/127 of the latest CC4 (hi-hat pedal) event on or before the
-                         frame. Roland sends CC4 = 0 with the pedal up (open) ... 127 pressed
-                         (closed), so 1 = fully open. Before the file's first CC4 its value
-                         holds; a file without CC4 reads as closed (0)
-    beat_sin/cos    x2   sin/cos(2π · beat phase) at c_t, beat phase = frac(c_t * bpm / 60)
-                         (the MIDI's beat 0 is at t = 0 s)
-    bar_sin/cos     x2   sin/cos(2π · bar phase), bar phase = frac(c_t * bpm / 60 / beats_per_bar)
-    bpm             x1   bpm / 240 (constant over the window)
-
-When several hits of one lane fall in one frame (a flam at 75 fps), the loudest is kept (the
-earliest among equally loud ones). Drummer and kit are not grid columns: they are categorical ids
-in the cache.
-
-**Drumgrid baseline** (:func:`drum_grid`, float32 ``[T, 18]``, :data:`DRUM_GRID_FEATURES`):
-``hit_<class>`` x9 then ``vel_<class>`` x9 over the GrooVAE classes. Each hit is moved to the
-nearest 16th note at the row's bpm (``q = round(h / (15 / bpm))`` 16ths, halves up), then placed
-on the frame containing that 16th's time (kept iff ``start_s <= q < start_s + duration_s``); the
-timing offset is dropped. Several hits on one cell keep the maximum velocity. Pitches outside the
-GrooVAE map are dropped.
-
-**Onsets** (:func:`window_onsets`): the sorted, distinct times (s, relative to the window start)
-of every hit of any pitch inside the window, for the evaluator's onset F1.
+A hit lands on the frame containing it (``f = floor((h - start_s) * fps)``), and belongs to a
+window iff ``start_s <= h < start_s + duration_s`` (also for :func:`window_onsets`).
+:func:`expressive_grid` keeps per fine lane onset, sub-frame offset and velocity, plus cymbal decay,
+hi-hat openness, beat/bar phase and bpm (``[T, 52]``); :func:`drum_grid` keeps hit + velocity of
+the 9 GrooVAE classes on the nearest 16th (``[T, 18]``). Every column: README.md, "midigroove_poc".
 """
 
 from __future__ import annotations

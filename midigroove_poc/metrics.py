@@ -1,29 +1,10 @@
 """Evaluation metrics for predicted codec codes and the audio decoded from them.
 
 Pure functions (no files, no models, no global state) so that ``python -m midigroove_poc eval``
-and notebooks score systems the same way.
-
-Token metrics (on codes ``[K, T]`` or ``[B, K, T]``):
-
-* :func:`token_accuracy` — fraction of codes equal to the reference, overall and per codebook;
-* :func:`token_nll` — mean negative log-likelihood (nats per token) of the reference codes under
-  the predicted logits, and its perplexity.
-
-Audio metrics (on float mono signals ``[N]`` at one sample rate; the longer signal is trimmed to
-the shorter, because a codec's decoder may return a few samples more or less):
-
-* :func:`spectral_convergence` — multi-resolution STFT spectral convergence (lower is better);
-* :func:`log_mel_l1` — mean absolute log-mel difference (lower is better);
-* :func:`rms_envelope_correlation` — Pearson correlation of frame RMS envelopes (dynamics);
-* :func:`detect_onsets` + :func:`onset_prf` — onset precision / recall / F1 within ±50 ms;
-* :func:`audio_metrics` — all of the above in one flat dict.
-
-Aggregation: :func:`summarize` (NaN-ignoring means over rows) and :func:`format_table`.
-
-Undefined values are ``NaN`` (never an exception) so that one odd window does not stop an
-evaluation, and :func:`summarize` skips them; the exceptions are documented per function (a
-constant RMS envelope correlates 0.0, two empty onset lists agree perfectly, 1.0). Bad shapes
-or arguments raise :class:`MetricError`.
+and notebooks score systems the same way: token accuracy and NLL, spectral convergence, log-mel
+L1, RMS-envelope correlation and onset F1, :func:`summarize` and :func:`format_table`. Undefined
+values are ``NaN``, never an exception, so one odd window does not stop an evaluation; bad shapes
+raise :class:`MetricError`. Details: README.md, "midigroove_poc", **Evaluation**.
 """
 
 from __future__ import annotations

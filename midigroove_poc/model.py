@@ -1,30 +1,10 @@
 """Grid → codec-token Transformer and the dataset that feeds it from a midigroove cache.
 
-:class:`GridToCodes` reads one window of grid frames (the expressive grid, or the quantised
-GrooVAE-style drum grid for the baseline) plus three metadata ids (drummer, kit, style) and
-predicts every codec codebook at every frame::
-
-    grid [B, T, F] ──scale──► Linear ──+ learned position + drummer/kit/style embeddings
-                   ──► n_layers pre-norm Transformer encoder layers ──► h [B, T, d]
-                   ──► per-codebook head k (LayerNorm → Linear → GELU → Linear)
-                   ──► logits [B, K, T, V]
-
-* ``ar_codebooks=False`` (the baseline): the K heads read ``h`` only, so all codebooks of a frame
-  are predicted independently (non-autoregressive, one pass).
-* ``ar_codebooks=True``: head k also reads the embeddings of the tokens of codebooks ``0..k-1`` at
-  the same frame (summed) plus a learned level embedding. Training is teacher-forced (the true
-  previous codes go in, one pass); :meth:`GridToCodes.predict` decodes greedily codebook by
-  codebook, re-using the encoder output (the encoder runs once, only the small heads run K times).
-  Both modes share the same head architecture, so comparing them isolates the conditioning.
-
-Input features are divided by a per-feature scale (``feature_scale`` buffer, the training split's
-max |value|, set by :meth:`GridToCodes.set_feature_scale`) so a 0..127 velocity lane and a 0/1 hit
-lane reach the network on the same footing; zero stays zero (silence stays silence).
-
-:class:`CacheDataset` reads a split of a midigroove cache (see ``midigroove_poc/cache.py``)
-straight from its Arrow table: a batch of rows is one ``take``, two flattens and one scatter into a
-padded array, so float16 grids and int16 codes are never turned into Python lists. Windows are
-4 beats at each row's tempo, so their lengths differ: batches are padded and carry a ``mask``.
+:class:`GridToCodes`: a Transformer encoder over per-feature-scaled grid frames plus drummer/kit/
+style embeddings, and one head per codebook (optionally conditioned on the lower codebooks of the
+frame, ``ar_codebooks``). :class:`CacheDataset` reads a cache split straight from its Arrow table
+into padded batches with a ``mask``. Architecture, ``ar_codebooks`` and scaling: README.md,
+"midigroove_poc", **Model**.
 """
 
 from __future__ import annotations

@@ -1,42 +1,10 @@
-"""Train :class:`~midigroove_poc.model.GridToCodes` on a midigroove cache; predict; decode to wav.
+"""Train :class:`~midigroove_poc.model.GridToCodes` on a midigroove cache (prediction: ``predict.py``).
 
-``train_model(cache_path, save_path, ...)`` is a step-based loop (not epochs: E-GMD windows are
-many and short, so "evaluate every N optimizer steps" is the natural unit):
-
-* AdamW (no weight decay on biases, norms and embeddings), linear warmup then cosine decay to 0
-  (:func:`warmup_cosine`), gradient clipping, cross-entropy summed over all K codebooks (mean per
-  token);
-* bf16 autocast on CUDA where the GPU has it (float32 elsewhere, with a warning on such a GPU),
-  through :func:`workflow.dist.autocast_dtype`;
-* the run's mutable state (model, optimizer, scheduler, early stopping, history, step, best,
-  running loss windows) lives in one :class:`State`;
-* ``torchrun --nproc_per_node N ...`` (:func:`workflow.dist.init_distributed`): one process per GPU, ``DistributedSampler`` for training
-  (``batch_size`` is per process), each rank evaluates a disjoint slice of the validation split
-  and the sums are all-reduced, so every rank sees the same metrics and stops at the same step;
-  rank 0 alone writes files;
-* every ``eval_every`` steps (and at the last step): validation loss, token accuracy (overall and
-  per codebook, teacher-forced), free-running accuracy of :meth:`GridToCodes.predict`
-  (``val_pred_accuracy``; differs from the teacher-forced one only with ``ar_codebooks``) and the
-  share of frames whose K codes are all right (``val_frame_accuracy``);
-* early stopping (``early_stop_steps``) and best-by-validation-loss checkpoints through
-  ``training.core`` (:class:`~training.core.EarlyStopping`, :class:`~training.core.CheckpointManager`,
-  :class:`~training.core.MetricsTracker`, :class:`~training.core.ExperimentLogger`).
-
-Files for ``save_path = runs/eg.pt`` (model name ``eg`` = the stem; the toolkit's "epoch" field
-of these checkpoints holds the optimizer step)::
-
-    runs/eg.pt              the best model (by validation loss): weights + metadata, no optimizer;
-                            written when training ends; what load_model / predict_to_wav read
-    runs/eg_best.pt         the best so far, updated during training (a killed run keeps it)
-    runs/eg_last.pt         the latest evaluation step, with optimizer / scheduler / RNG state
-    runs/eg_metrics.json    MetricsTracker history, one entry per evaluation step
-    runs/eg_summary.json    what train_model returns
-
-Every file loads with ``torch.load(weights_only=True)``. The metadata holds what
-:func:`~midigroove_poc.model.load_model` needs: ``features``, ``model_config``, the cache's
-``cache_meta`` (codec, weights, bandwidth, fps, vocabularies), ``feature_names``, ``train_args``
-and the evaluation ``metrics`` at that step. A new run on the same ``save_path`` starts over and
-replaces these files.
+:func:`train_model` is step-based, not epoch-based (E-GMD windows are many and short): AdamW with
+warmup + cosine decay, bf16 on CUDA, ``torchrun`` DDP, periodic evaluation, early stopping and
+best-by-validation-loss checkpoints through ``training.core``; the run's mutable state is one
+:class:`State`. The files it writes for ``save_path``, and what each checkpoint holds: README.md,
+"midigroove_poc", **Training**.
 """
 
 from __future__ import annotations
