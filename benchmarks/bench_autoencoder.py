@@ -1,8 +1,7 @@
 """Training steps/s and peak memory of the paper-size SEANet autoencoder + MS-STFT GAN.
 
-One full step = discriminator hinge step + generator step with the four balanced losses, on random
-1 s segments already in memory (data loading runs in DataLoader workers in real training).
-Each mode runs in its own process so peak memory is per mode.
+One step = discriminator hinge step + generator step with the four balanced losses, on random 1 s
+segments already in memory (real training loads data in DataLoader workers); one process per mode.
 
     python benchmarks/bench_autoencoder.py                                  # CPU, small batches
     python benchmarks/bench_autoencoder.py --device cuda --batch-1ch 32 --batch-32ch 4   # paper batches

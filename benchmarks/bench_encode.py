@@ -1,16 +1,8 @@
 """Throughput of s2 against the bare model and a naive per-file baseline; token storage and reads.
 
-Variants, each in its own process on the same generated 24 kHz mono files (s1-style output):
-
-* **bare model** — all audio already in memory, length-sorted batches of ``--batch-seconds``;
-  only ``Codec.encode_batch`` is timed. The ceiling s2 is measured against.
-* **s2 end to end** — ``wf-wav2encodec24`` with the same batch setting: decode, batch, encode,
-  bit-pack and atomic writes (the run report's elapsed time, model loading excluded).
-* **naive** — what people usually write: per file ``librosa.load(sr=24000)``, one-at-a-time
-  ``EncodecModel.encode``, ``torch.save`` of int64 codes (the seed's token format).
-
-Then bytes per code on disk (.ecdc vs the pickles) and read speed (``read_ecdc`` vs ``torch.load``).
-Random weights (nothing is downloaded); throughput does not depend on the weights.
+Each variant (bare ``Codec.encode_batch`` on audio in memory, s2 end to end, a naive ``librosa``
++ one-at-a-time encode + ``torch.save`` script) runs in its own process on the same generated
+files with random weights. Method and results: README.md, "Performance".
 
     python benchmarks/bench_encode.py [--files 24 --device cpu --batch-seconds 10]
 """

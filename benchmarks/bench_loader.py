@@ -1,21 +1,8 @@
 """Training-loader throughput: windows per second through a ``DataLoader``, by where tokens live.
 
-The same generated data (random 10-bit codes, 8 codebooks, 75 fps, plus a 2-feature sidecar per
-file) is read three ways, each giving identical items (codes long ``[K, W]`` + normalised cond
-``[W, D]``, collated with :func:`workflow.torchdata.collate`):
-
-* **embedded** — ``TokenCondDataset`` on an s5 dataset built with ``--embed`` (codes and cond read
-  from the memory-mapped Arrow columns);
-* **.ecdc files** — ``TokenCondDataset`` on an s5 dataset without ``--embed`` (each item decodes
-  its ``.ecdc`` file and memory-maps its sidecar);
-* **legacy pickles** — the seed's format, ``torch.save({"audio_codes": int64 [1, 1, K, T], ...})``
-  read with ``workflow.ecdc.read_legacy_tokens`` by an equivalent small ``Dataset`` (same sidecar
-  reading, same normalisation, same crop).
-
-Batch 16, random 150-frame windows, ``num_workers`` 0 and 2 (persistent workers; one untimed
-warm-up epoch, then ``--epochs`` timed epochs; best of ``--repeats``). Each variant runs in its own
-process so peak memory is per variant. All data sits in the page cache (it was just written), so
-this measures CPU cost per item, not disk speed.
+The same generated tokens and sidecars are read as an embedded s5 dataset, as ``.ecdc`` files and
+as the seed's torch pickles (identical collated items), with ``num_workers`` 0 and 2, each variant
+in its own process. Method and results: README.md, "Performance".
 
     python benchmarks/bench_loader.py [--files 256 --seconds 10 --epochs 8]
 """

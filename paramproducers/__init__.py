@@ -1,33 +1,9 @@
 """Param producers: the protocol s4 (``wf-sidecar-add``) uses to add sidecar columns, and its loader.
 
-A producer is a plain Python module. It is named on the command line as
-
-* a built-in name (:data:`BUILTINS`: ``const``, ``lin``, ``from_filename``, ``from_audio``,
-  ``from_csv``),
-* the stem of a ``.py`` file in ``--producers-dir`` (that file wins over a built-in of the same
-  name, with a warning), or a path to a ``.py`` file,
-* a dotted import path (``mylab.producers.tempo``).
-
-The protocol (the seed project's, so existing producers keep working):
-
-``produce(ecdc_path: Path, T: int, *, args) -> dict[str, array | dict]``  (required)
-    One entry per feature (sidecar column). A value is an array of ``T`` numbers (one per token
-    frame; a scalar is broadcast), or a dict ``{"values": array[T], "units"?, "doc_string"?,
-    "min"?, "max"?}``. ``min``/``max`` (give both) are the feature's normalisation range: they are
-    stored as given (``range_from: "producer"``) instead of the data's extremes.
-``add_cli_args(parser)``  (optional)
-    Add the producer's own flags (prefix them, e.g. ``--csv-…``); shown by
-    ``wf-sidecar-add --producer NAME --help`` and ``--show-producer NAME``.
-``init(args)`` / ``shutdown(args)``  (optional)
-    Called once per process before the first / after the last file: validate flags, load tables
-    or models into module globals. ``args`` is s4's parsed namespace: the producer's flags plus
-    s4's own (``audio_root``, ``cond_root``, ``suffix``, ``mode``…).
-``feature_names(args) -> list[str] | None``  (optional, called after ``init``)
-    The names ``produce`` will return, if known up front; lets ``--skip-existing`` skip files
-    without computing anything.
-
-The module docstring is the producer's help; its first line is the summary ``--list-producers``
-shows. See ``paramproducers/README_paramproducers.md`` for a worked example.
+A producer is a plain Python module, named by a built-in name (:data:`BUILTINS`), a ``.py`` in
+``--producers-dir``, a ``.py`` path or a dotted import path. It defines ``produce(ecdc_path, T, *,
+args)`` and optionally ``add_cli_args``, ``init``, ``shutdown`` and ``feature_names``; its module
+docstring is its help. The protocol in full: paramproducers/README_paramproducers.md.
 """
 
 from __future__ import annotations

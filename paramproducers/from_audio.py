@@ -1,18 +1,9 @@
 """Per-frame audio features from the normalised wav: rms_db, spectral_centroid, f0, voiced, onset_strength, zcr.
 
-For ``tokens/a/b.ecdc`` the wav is ``--wav-root/a/b.wav`` (s1's output tree). Features are
-computed on the wav's mono mix with hop = sample_rate / fps of the token file, on frames
-centred at the middle of each token frame (frame t covers samples [t·hop, (t+1)·hop)), then
-padded (last value repeated) or trimmed to exactly T rows. A wav whose length disagrees with
-the tokens by more than two frames (and 2 %) fails that file: it is the wrong --wav-root.
-
-  rms_db             RMS level in dBFS over an --n-fft window, floored at -100 dB
-  spectral_centroid  centre of mass of the magnitude spectrum, Hz (0 for digital silence)
-  f0                 fundamental frequency by YIN (librosa.yin, fast), Hz; 0 where not voiced
-  voiced             1 where the frame is periodic at the YIN period (normalised
-                     autocorrelation >= --voiced-threshold) and louder than --silence-db, else 0
-  onset_strength     increase of the log-mel spectrum since the previous frame (librosa)
-  zcr                zero crossings per sample over an --n-fft window
+For ``tokens/a/b.ecdc`` the wav is ``--wav-root/a/b.wav`` (s1's output tree); features are
+computed on its mono mix at hop = sample_rate / fps, centred on each token frame, and padded or
+trimmed to T rows. A wav whose length disagrees with the tokens fails that file. Definitions:
+paramproducers/README_paramproducers.md.
 """
 
 from __future__ import annotations

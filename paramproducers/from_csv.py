@@ -1,18 +1,9 @@
 """Columns from a spreadsheet you already have (CSV/TSV): per-file constants, or per-file time series.
 
-Rows are matched to token files by ``--csv-key-column`` (default: the first of file, filename,
-path, name, id, key). A key may be a relative path (``drums/kick/k1.wav``) or a bare file name
-(``k1.wav``), with or without an extension; a bare name matches every file with that stem.
-
-* Constants (no ``--csv-time-column``): one row per file; each chosen column becomes a constant
-  column of that file's sidecar.
-* Time series (``--csv-time-column t``, in seconds): several rows per file; each chosen column
-  is interpolated (``--csv-interp linear|previous|nearest``) at the token frame times
-  t / fps (frame starts); before the first and after the last row the edge value is held.
-  Empty cells are skipped (interpolated over).
-
-``--csv-columns`` picks the columns (default: every other column whose cells are all numbers).
-A file with no row fails (the report lists them; ``--skip-errors`` to carry on).
+Rows are matched to token files by ``--csv-key-column`` (a relative path or a bare file name).
+Without ``--csv-time-column`` each file has one row and each chosen column becomes a constant;
+with it (seconds), each column is interpolated (``--csv-interp``) at the token frame times. A file
+with no row fails. Details: paramproducers/README_paramproducers.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Per-file constants parsed from the file name: ``kick_vel_64_pitch_60.5`` → vel=64, pitch=60.5.
 
-The default ``--filename-regex`` finds every ``<letters>_<number>`` pair in the stem (the name
-without ``.ecdc``): keys are ``[A-Za-z]+`` preceded by the start or a non-alphanumeric
-character, values are signed decimals (``48.00``, ``-3``, ``1e-3``) not followed by a letter,
-digit or dot. So ``tone_pitch_48.00_amp_0.25`` gives pitch=48.0, amp=0.25, and ``kick`` alone
-(no number) is ignored. A custom regex either has the named groups ``key`` and ``value`` (every
-match is one pair, like the default), or other named groups, each one feature, e.g.
-``--filename-regex 'v(?P<vel>\\d+)_n(?P<note>\\d+)'``. ``--filename-keys`` keeps only those keys
-and fails a file that lacks one, so every sidecar gets the same columns.
+The default ``--filename-regex`` finds every ``<letters>_<number>`` pair in the stem; a custom
+regex has the named groups ``key`` and ``value``, or one named group per feature.
+``--filename-keys`` keeps only those keys and fails a file that lacks one, so that every sidecar
+gets the same columns. Details: paramproducers/README_paramproducers.md.
 """
 
 from __future__ import annotations

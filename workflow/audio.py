@@ -1,21 +1,8 @@
 """Audio I/O and level maths: read, channel policy, resample, measure, gain, peak guard, write.
 
 Every stage that touches waveforms goes through this module so that all of them agree on the
-array layout, the error messages and the loudness maths.
-
-Layout: audio is a float32 array shaped ``[C, N]`` (channels, frames). soundfile and soxr both work
-on interleaved ``[N, C]`` buffers, so the ``[C, N]`` arrays returned here are usually transposed
-*views* of such buffers (Fortran-ordered). Passing them back through :func:`resample` and
-:func:`write_audio` then costs no layout copies. Functions accept either memory order.
-
-Level maths:
-
-* :func:`windowed_rms` — RMS of sliding windows, mean square taken over all channels, computed
-  from a float64 cumulative sum (one pass, no Python loop).
-* :func:`integrated_lufs` — ITU-R BS.1770 integrated loudness via pyloudnorm.
-* :func:`compute_gain` / :func:`apply_gain` — a gain that brings the loudest window (``rms``) or
-  the integrated loudness (``lufs``) to a target, never amplifies silence, and is lowered when the
-  sample peak would otherwise exceed ``peak_limit``.
+array layout (float32 ``[C, N]``), the error messages and the loudness maths (windowed RMS,
+BS.1770 LUFS, gains that never amplify silence and respect a peak limit). README.md, "s1".
 """
 
 from __future__ import annotations

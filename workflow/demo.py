@@ -1,11 +1,9 @@
 """The demo: generate a small synthetic audio set, then run the stages on it.
 
-``python -m workflow.demo`` (what ``make demo`` runs) writes ``demo_data/raw`` — a nested tree of
-tones and drum hits at mixed rates and channel counts, with their parameters in the file names
-(``tone_pitch_64.00_amp_0.75.wav``) — then runs every stage into ``demo_out``: s1 (normalise),
-s2 (encode), s3 (empty sidecars), s4 (pitch from the names, a ramp, audio features), s5 (the
-Hugging Face dataset, embedded, train/valid) and the audit, and shows how to load the result.
-The signals come from :mod:`workflow.synth`, which tests and benchmarks use too.
+``python -m workflow.demo`` (``make demo``) writes ``demo_data/raw`` — nested tones and drum hits at
+mixed rates and channel counts, parameters in the names (``tone_pitch_64.00_amp_0.75.wav``) — then
+runs into ``demo_out`` s1, s2, s3, s4 (pitch from the names, a ramp, audio features), s5 (embedded,
+train/valid) and the audit, and shows how to load the result. Signals: :mod:`workflow.synth`.
 """
 
 from __future__ import annotations

@@ -1,28 +1,9 @@
 """The `.ecdc` token container: write, fast read, header-only read, legacy torch-pickle read.
 
-The container is Meta EnCodec's (``encodec.compress(..., use_lm=False)``), so files written here
-for ``encodec_24khz`` / ``encodec_48khz`` are byte-identical to Meta's and Meta's files read here::
-
-    b"ECDC" | version byte 0 | big-endian uint32 JSON length | UTF-8 JSON header | segments...
-
-The JSON header holds ``{"m": model, "al": audio_length_samples, "nc": n_codebooks, "lm": false}``
-plus our extra keys, which Meta's reader ignores: ``bits``, ``sr``, ``fps``, ``hop`` (samples per
-frame), ``bw``, ``weights`` (provenance) and, for multi-segment layouts, ``seg``/``stride``
-(samples) and ``scaled``. Segment *i* starts at sample ``i * stride`` and covers
-``min(al - start, seg)`` samples, i.e. ``ceil(samples / hop)`` frames. Each segment is an optional
-big-endian float32 scale followed by its codes, time-major (``for t: for k``), bit-packed
-LSB-first at ``bits`` bits each and padded with zero bits to a byte boundary.
-
-Meta's two models may omit the extra keys (files from Meta's own CLI): their layout comes from a
-built-in table. Meta's reader derives frame counts with float arithmetic
-(``ceil(n / sr * fps)``), which is one too many for some lengths (e.g. 6720 samples at 24 kHz);
-its encoder writes ``ceil(n / hop)`` frames, and that exact integer rule is what we use.
-
-Reading is vectorised: eight codes always fill exactly ``bits`` bytes, so the payload is viewed as
-``[groups, bits]`` bytes and each of the eight lanes is decoded with a handful of whole-array
-shifts and masks; runs of equal-sized segments (all full 1 s segments of a 48 kHz file) are
-decoded as one 2-D batch. Sizes implied by the header are computed arithmetically and checked
-against the real file size before anything proportional to them is allocated.
+The container is Meta EnCodec's (byte-identical for ``encodec_24khz`` / ``encodec_48khz``) plus
+header keys Meta's reader ignores; frame counts follow the encoder's exact ``ceil(n / hop)``.
+Reads are vectorised and check header-implied sizes against the file before allocating. Layout:
+README.md, "File formats".
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """wf-inspect — look inside a dataset built by s5 (wf-build-dataset), and check that it loads.
 
-Prints the codec, frame rate, splits (rows, frames, hours), every conditioning feature with its
-units and the dataset-wide range a loader normalises it with, and the first rows of each split
-with the shapes of their codes and conditioning as ``TokenCondDataset`` reads them.
-
-``--verify`` loads every row of the chosen split(s) the way training does (embedded columns if
-present, else the ``.ecdc`` and sidecar files; ``--source files`` forces the files) and checks that
-the codes are ``[num_codebooks, num_frames]``, that the conditioning has the same number of frames
-and one column per feature, and that its values are finite. It lists every failure and exits 1 if
-there is any.
-
-Example::
-
-    wf-inspect --hf-ds dataset/ --split train --show 3
-    wf-inspect --hf-ds dataset/ --verify
+Prints the codec, frame rate, splits, features with their ranges and the first rows with their
+shapes as ``TokenCondDataset`` reads them; ``--verify`` loads every row the way training does and
+exits 1 listing the rows that fail. README.md, "Training data loader and wf-inspect".
 """
 
 from __future__ import annotations

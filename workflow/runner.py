@@ -1,17 +1,9 @@
-"""The one executor every bulk stage uses.
+"""The one executor every bulk stage uses: shards, skip-done, ``--dry-run``, workers, progress,
+per-item errors, the JSON run report and the exit code, so that every stage behaves the same.
 
-A stage turns its inputs into :class:`WorkItem` s (with ``files.py``) and hands the runner a
-per-item function. The runner owns everything around that function, so every stage behaves the
-same: shard selection, skip-done (resume), ``--dry-run``, a bounded pool of workers, a tqdm
-progress bar, per-item errors that never stop the other items, a JSON run report and the exit code.
-
-Two shapes of work are supported:
-
-* :meth:`Runner.map` — each item is independent (s1): ``fn(item) -> info`` runs in a pool of
-  processes (or threads), at most ``2 × workers`` items in flight.
-* :meth:`Runner.pipeline` — items are loaded in parallel but consumed in order by one stateful
-  :class:`BatchSink` in the calling process (s2: decode/resample in threads while the model
-  encodes batches).
+:meth:`Runner.map` runs independent items (s1) in processes or threads, at most 2 × workers in
+flight; :meth:`Runner.pipeline` loads items in parallel and feeds them in order to one stateful
+:class:`BatchSink` in the calling process (s2: decode in threads while the model encodes).
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """s1 — normalise a folder of audio for a codec: one rate, one channel layout, one loudness.
 
-Every input (wav, flac, ogg, mp3, aiff; any rate, channel count, int or float) is decoded,
-mixed to mono (or kept), resampled with soxr, optionally cut into fixed-length segments, scaled so
-its peak windowed RMS (or integrated LUFS) hits the target, peak-guarded, and written as wav into
-a mirrored tree. Bad files are reported and skipped; a re-run resumes where the last one stopped.
-
-Example::
-
-    wf-audio-normalize raw/ norm/ --target-rms 0.1 --window-ms 250 --sample-rate 24000
-    wf-audio-normalize raw/ norm/ --channels keep --segment-seconds 10 --min-segment-seconds 2
+Every input is decoded, mixed to mono (or kept), resampled with soxr, optionally cut into
+segments, scaled so that its peak windowed RMS (or integrated LUFS) hits the target, peak-guarded
+and written as wav into a mirrored tree. Bad files are reported and skipped; a re-run resumes.
+Formats, options and examples: README.md, "s1".
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """s2 — encode a folder of audio into `.ecdc` token files with a neural codec.
 
-Each input becomes ``OUT/<same relative path>.ecdc``: Meta EnCodec's container (readable by
-``encodec`` itself) holding the codes and a header recording codec, bandwidth, frame rate and
-weights provenance. Audio is decoded and resampled in ``--workers`` threads while the model
-encodes length-sorted batches of about ``--batch-seconds`` of audio, so I/O overlaps the model.
-Re-running encodes only what is missing or invalid. Under ``torchrun`` each rank takes its own
-shard and GPU.
-
-Examples::
-
-    wf-wav2encodec24 norm/ tokens/ --bandwidth 6.0 --device cuda
-    wf-wav2encodec24 norm/ tokens/ --codec dac_44khz --weights ./dac44_local/
-    wf-wav2encodec24 norm/ tokens/ --list-missing
-    torchrun --nproc-per-node 4 -m workflow.s2_wav2encodec24 norm/ tokens/ --device cuda
+Each input becomes ``OUT/<same relative path>.ecdc`` (Meta EnCodec's container plus codec,
+bandwidth, frame rate and weights provenance). Loading runs in threads while the model encodes
+length-sorted batches; a re-run encodes only what is missing or invalid; under ``torchrun`` each
+rank takes its own shard and GPU. Codecs, weights and examples: README.md, "s2".
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """s3 — create an empty conditioning sidecar for every token file (the skeleton s4 fills).
 
-For each ``.ecdc`` under ``--audio-root`` this writes ``<stem>.cond.npy`` of shape ``[T, 0]`` and
-its ``<stem>.cond.json`` (schema v2: fps, frames, source, no features yet), beside the token file
-or mirrored under ``--cond-root``. T and fps come from the token file's header; nothing is
-decoded. A re-run keeps every existing sidecar, including the columns s4 added; ``--overwrite``
-resets them to empty. A sidecar whose frame count no longer matches its tokens (re-encoded
-audio) is reported, never silently wiped.
-
-``--manifest-csv`` writes one row per sidecar of this run's shard: ``rel_ecdc, rel_cond, frames,
-D, fps, codebooks`` (``rel_cond`` is relative to ``--cond-root``, or to the audio root when the
-sidecars sit beside the tokens; with ``--shard-count N`` each shard writes
-``<name>-shard<i>of<N>.csv``).
-
-Examples::
-
-    wf-sidecar-init --audio-root tokens/
-    wf-sidecar-init --audio-root tokens/ --cond-root cond/ --dtype float32 --manifest-csv cond/manifest.csv
+Writes ``<stem>.cond.npy`` ``[T, 0]`` and ``<stem>.cond.json`` beside each ``.ecdc`` (or under
+``--cond-root``), with T and fps from the token header. A re-run keeps the columns s4 added
+(``--overwrite`` resets them); ``--manifest-csv`` lists the sidecars. Details and examples:
+README.md, "s3".
 """
 
 from __future__ import annotations

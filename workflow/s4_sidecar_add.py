@@ -1,34 +1,9 @@
 """s4 — add conditioning columns to the sidecars with param producers.
 
-Each ``--producer`` (a built-in, a ``.py`` in ``--producers-dir``, a ``.py`` path or a dotted
-module) is called once per token file with the file's frame count T and returns named columns of
-T values. All producers run first; then the columns are validated (length T, finite) and merged
-into ``<stem>.cond.npy`` / ``.cond.json`` in one atomic write, so a file either gets every new
-column or none. A producer that fails, returns the wrong length or NaN fails only that file, with
-a message naming the producer and the file.
-
-``--mode append`` (default) keeps existing columns and refuses a name that already exists;
-``--mode overwrite`` (or ``--overwrite``) replaces such columns in place, keeping the units,
-doc string and range they had when the producer gives none. ``--skip-existing`` instead leaves
-existing columns alone and adds only the missing ones (use it to resume an interrupted run:
-files that already have every column are skipped without running the producers, when the
-producers can name their columns up front).
-
-Producers are initialised once per process (``init(args)``) before the first file and shut down
-at the end. ``--workers 1`` (default) runs everything in this process. With ``--workers N``,
-``--executor process`` (default) forks worker processes that inherit the initialised producers
-(where fork is unavailable, each worker calls ``init`` itself on its first file);
-``--executor thread`` shares one initialised copy between threads (producers must then be
-thread-safe; use it for producers holding state that cannot be forked, e.g. a GPU model).
-
-Examples::
-
-    wf-sidecar-add --audio-root tokens/ --producer from_filename
-    wf-sidecar-add --audio-root tokens/ --producer const --const gain=0.5 --producer lin --lin progress=0:1
-    wf-sidecar-add --audio-root tokens/ --producer from_audio --wav-root norm/ --features rms_db f0 voiced
-    wf-sidecar-add --audio-root tokens/ --producer from_csv --csv labels.csv --csv-columns valence
-    wf-sidecar-add --list-producers --producers-dir my_producers/
-    wf-sidecar-add --producer from_csv --help        # that producer's own flags
+Each ``--producer`` is called once per token file with its frame count T and returns named columns
+of T values; they are validated and merged into ``<stem>.cond.npy`` / ``.cond.json`` in one atomic
+write, so a file gets every new column or none. Modes and examples: README.md, "s4"; the producer
+protocol, workers and executors: paramproducers/README_paramproducers.md.
 """
 
 from __future__ import annotations

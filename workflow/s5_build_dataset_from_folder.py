@@ -1,24 +1,9 @@
 """s5 — build a Hugging Face DatasetDict from a folder of `.ecdc` token files (and sidecars).
 
-One row per token file: ``id``, ``audio`` (path of the `.ecdc` relative to OUT_DIR), ``cond``
-(its `.cond.npy` sidecar or null), ``num_frames``, ``num_codebooks``, ``fps``, ``sample_rate``,
-``duration``, ``codec``; ``wav`` with --wav-root; ``codes`` (int16 [K][T]) and ``cond_values``
-(float32 [T][D]) with --embed. Saved with ``save_to_disk``: ``datasets.load_from_disk(OUT_DIR)``
-reads it. Feature names, units and ranges are in OUT_DIR/enc_hf_workflow.json, in each split's
-``info.description`` and in the generated dataset card OUT_DIR/README.md.
-
-Building one split keeps the other splits already in OUT_DIR (--fresh drops them). The build is
-staged next to OUT_DIR and swapped in at the end, so an interrupted run leaves the old dataset
-intact. Files with problems (unreadable tokens, sidecar frame mismatch, another codec) are listed
-and left out; the exit code is 1 unless --skip-errors.
-
-Examples::
-
-    wf-build-dataset tokens/ dataset/                               # split "train", links
-    wf-build-dataset tokens/ dataset/ --split-ratios train=0.9,valid=0.05,test=0.05 --seed 0
-    wf-build-dataset tokens_valid/ dataset/ --split valid --tokens-subdir tokens_valid
-    wf-build-dataset tokens/ dataset/ --embed --wav-root norm/ --cond-root cond/ --verify
-    wf-build-dataset tokens/ /tmp/trial --max-files 50 --materialize copy
+One row per token file (paths, frame counts, codec; codes and conditioning with --embed), saved
+with ``save_to_disk`` so that ``datasets.load_from_disk(OUT_DIR)`` reads it. A build is staged and
+swapped in, and keeps the other splits already in OUT_DIR. Columns, splits, materialize modes,
+metadata and examples: README.md, "s5".
 """
 
 from __future__ import annotations

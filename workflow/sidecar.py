@@ -1,19 +1,8 @@
 """Conditioning sidecars: ``<stem>.cond.npy`` (``[T, D]``) + ``<stem>.cond.json`` (schema v2).
 
-Row *t* of the array is aligned with token frame *t* of the `.ecdc` file it describes; column
-order is the order of ``features`` in the JSON. This module is the only code that reads or writes
-the pair, so every stage agrees on names, stats and ranges::
-
-    {"schema_version": 2, "fps": 75.0, "frames": 1234, "source": "rel/path.ecdc", "dtype": "float16",
-     "features": {"pitch": {"units": "midi", "doc_string": "…", "min": 0.0, "max": 127.0,
-                            "mean": 64.1, "std": 3.2, "producer": "from_filename",
-                            "range_from": "producer"}}}
-
-* ``min``/``max`` given by a producer are kept (``range_from: "producer"``): they are the
-  normalisation range a loader uses. Otherwise they are the data's (``range_from: "data"``).
-  ``mean``/``std`` are always the data's, computed from float32 before the cast to float16.
-* Schema v1 files (``names`` + ``norm``) are read and upgraded when written back.
-* Writes are atomic and the JSON is committed last, so a JSON that parses means a finished pair.
+Row *t* of the array is token frame *t* of its `.ecdc` file. This module is the only code that
+reads or writes the pair (atomically, JSON last; v1 files are upgraded), so every stage agrees on
+names, stats and ranges. Format: README.md, "File formats".
 """
 
 from __future__ import annotations

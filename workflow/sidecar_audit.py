@@ -1,38 +1,9 @@
 """Audit a token tree and its conditioning sidecars before building a dataset (read-only).
 
-For every `.ecdc` file under the token folder the audit checks the token header, finds its
-sidecar pair (``<stem>.cond.npy`` + ``<stem>.cond.json``, beside it or mirrored under
-``--cond-root``) and checks the pair against the tokens and against what you expect. Files are
-read raw, so one broken file yields precise issues instead of stopping the scan. Issue types:
-
-  bad_ecdc          token file unreadable, truncated, or not a plain .ecdc (lm=true)
-  missing_sidecar   the .cond.npy or the .cond.json of a token file is missing
-  orphan_sidecar    a sidecar whose token file does not exist
-  bad_sidecar       metadata or array unreadable / malformed (JSON, schema, fps, ranges)
-  bad_shape         array not 2-D, or its columns != the number of feature names
-  frame_mismatch    array rows != the token file's frames (or the JSON's "frames")
-  dtype_mismatch    array dtype != --expect-dtype, != the JSON's "dtype", or not float16/32
-  fps_mismatch      sidecar fps != the token file's fps; either != --expect-fps
-  duplicate_names   a feature name given twice (hand-edited JSON, v1 "names" list)
-  missing_features  a --require name is absent
-  non_finite        NaN / Inf stored in the array
-  range_below_min   (--verify-ranges) stored value < min, compared in the stored precision
-  range_above_max   (--verify-ranges) stored value > max, compared in the stored precision
-  stats_mismatch    (--verify-ranges) data-derived min/max that the data does not attain
-  audit_error       the audit itself failed on a file (a bug: please report it)
-
-Ranges given by a producer (``range_from: "producer"``) are the normalisation range a loader
-uses; data-derived ranges must equal the data's extremes. Values are compared in the array's own
-precision (a float16 value equal to float16(max) is not above max), widened by --range-tol.
-
-Exit status: 1 if an issue selected by --fail-on was found (default: any), 2 on bad arguments,
-else 0.
-
-Examples::
-
-    wf-sidecar-audit tokens/ --expect-fps 75 --require pitch,velocity --verify-ranges
-    wf-sidecar-audit --audio-root tokens/ --cond-root cond/ --list all --export-csv issues.csv
-    wf-sidecar-audit tokens/ --plot features.png --fail-on bad_ecdc,missing_sidecar
+Checks every ``.ecdc`` header and its sidecar pair against the tokens and against what you expect
+(fps, dtype, required features, ranges), reading each file raw so that one broken file gives
+precise issues instead of stopping the scan. Issue types, exit status and examples: README.md,
+"Audit".
 """
 
 from __future__ import annotations

@@ -1,46 +1,9 @@
 """``TokenCondDataset``: frame-aligned windows of codec tokens and conditioning for training.
 
-Reads a DatasetDict written by s5 (``wf-build-dataset``) and returns, per row, a window of
-``codes`` (long ``[K, T']``) and ``cond`` (float ``[T', D]``) cut from the *same* token frames::
-
-    from torch.utils.data import DataLoader
-    from workflow.torchdata import TokenCondDataset, collate
-
-    ds = TokenCondDataset("dataset/", "train", window_frames=150)
-    dl = DataLoader(ds, batch_size=16, shuffle=True, num_workers=4, collate_fn=collate)
-    for batch in dl:
-        batch["codes"]  # long [B, K, T]   padded with PAD_ID (-100) past each item's length
-        batch["cond"]   # float [B, T, D]  in [0, 1], padded with 0
-        batch["mask"]   # bool [B, T]      True on real frames
-
-Choices, so a training script can rely on them:
-
-* **Where the arrays come from.** Datasets built with ``--embed`` carry ``codes`` (int16) and
-  ``cond_values`` (float32) columns; they are read straight from the memory-mapped Arrow table
-  (offsets + a zero-copy numpy view of the leaf buffer), so a row is never turned into Python
-  lists or int64 — only the window is copied. Without embedded columns the row's ``.ecdc`` file is
-  decoded with :func:`workflow.ecdc.read_ecdc` and its sidecar read with
-  :func:`workflow.sidecar.read_sidecar` (memory-mapped from :data:`MMAP_MIN_BYTES` on; smaller
-  files are faster to read whole). ``source="files"`` forces the files.
-* **Normalisation** (``normalize_cond=True``): each feature is mapped to ``[0, 1]`` with the
-  *dataset-wide* ``min``/``max`` from the dataset meta (a producer's declared range, e.g. MIDI
-  pitch 0..127, is kept there, so 63.5 → 0.5 in every file). A feature whose ``max == min`` gives
-  0. Results are **clipped** to ``[0, 1]`` (``clip=False`` to keep values outside a producer's
-  declared range), so a model always sees the documented interval.
-* **Cropping.** Items longer than ``window_frames`` are cropped to it: at a uniformly random start
-  (``random_crop=True``; torch's RNG, which ``DataLoader`` seeds per worker and
-  ``torch.manual_seed`` makes reproducible) or from frame 0 (``random_crop=False``). Shorter items
-  are returned whole; :func:`collate` pads them.
-* **Padding.** :func:`collate` pads ``codes`` with :data:`PAD_ID` = ``-100`` (the default
-  ``ignore_index`` of ``torch.nn.CrossEntropyLoss``, so padded targets drop out of the loss, and an
-  embedding lookup of a padded position fails loudly instead of silently reading token 0). Use
-  ``functools.partial(collate, pad_id=1024)`` for a dedicated pad token instead. ``cond`` is padded
-  with 0; ``mask`` is True on real frames.
-* **Rows without a sidecar** give ``cond`` of shape ``[T', 0]``; in a batch with other rows they
-  are padded to the batch's ``D`` with zeros and flagged by ``has_cond = False``.
-* **Workers.** The object is picklable and opens the dataset lazily in each process (the open
-  Arrow table is dropped when pickled), so ``DataLoader(num_workers > 0)`` works with both
-  ``fork`` and ``spawn``.
+Reads a DatasetDict written by s5 (embedded Arrow columns, else the ``.ecdc`` and sidecar files)
+and returns ``codes`` and normalised ``cond`` cut from the same token frames; :func:`collate` pads
+a batch and adds its mask. Normalisation, cropping, padding and workers: README.md, "Training data
+loader (`workflow.torchdata`) and `wf-inspect`".
 """
 
 from __future__ import annotations

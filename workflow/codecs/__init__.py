@@ -1,17 +1,10 @@
-"""Neural audio codecs: the registry, ``load_codec(...)``, batched encode/decode, weights resolution.
+"""Neural audio codecs, so that every stage agrees on what a codec name means and how audio becomes codes.
 
-Every stage that touches codec tokens goes through this package, so all of them agree on what a
-codec name means and on how audio becomes codes. This module re-exports the whole API:
-
-* :mod:`.registry` — :data:`CODECS` (one frozen :class:`CodecSpec` per codec), :func:`get_spec`,
-  :func:`build_config` and the checks of a model config against the registry.
-* :mod:`.runtime` — :class:`Codec` (:meth:`Codec.encode_batch` → :class:`Encoded` records, i.e.
-  what an ``.ecdc`` file stores; its docstring gives the padding and batching rules) and decoding.
-* :mod:`.weights` — :func:`load_codec`: ``"pretrained"`` (HF cache/hub), ``save_pretrained``
-  folders, Meta's EnCodec ``.th`` checkpoints; :mod:`.random_weights` — ``"random"`` weights.
-* :func:`resolve_device` lives in :mod:`workflow.device`.
-
-Importing this package does not import torch (``--help`` and the registry stay fast).
+Re-exports :mod:`.registry` (:data:`CODECS` of frozen :class:`CodecSpec`, :func:`get_spec`,
+:func:`build_config`, config checks), :mod:`.runtime` (:meth:`Codec.encode_batch` → :class:`Encoded`
+records, decoding; padding and batching rules in its docstring), :mod:`.weights` (:func:`load_codec`:
+pretrained, ``save_pretrained`` folders, Meta ``.th``) and :mod:`.random_weights`.
+Importing this does not import torch, so that ``--help`` and the registry stay fast.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """Build, extend, load and verify the Hugging Face ``DatasetDict`` of token files (s5).
 
-A dataset folder is a ``save_to_disk`` layout plus three files of our own::
-
-    OUT/
-      dataset_dict.json  train/  valid/ ...   the splits (Arrow), read by datasets.load_from_disk
-      enc_hf_workflow.json                     META_FILE: codec, fps, weights, features, splits
-      README.md                                the dataset card, regenerated on every build
-      tokens/<rel>.ecdc  tokens/<rel>.cond.npy  tokens/<rel>.cond.json    (--materialize link|copy)
-      wav/<rel>.wav                            (--wav-root with link|copy)
-      .reports/s5_build_dataset-<time>.json    one run report per build
-
-This module re-exports the API of :mod:`.read` (paths, metadata, loading, token headers,
+Re-exports the API of :mod:`.read` (paths, metadata, loading, token headers,
 :func:`arrow_row_to_numpy`), :mod:`.splits`, :mod:`.schema`, :mod:`.config`, :mod:`.builder`,
-:mod:`.card` and :mod:`.verify`. Importing it does not import ``datasets`` or torch.
+:mod:`.card` and :mod:`.verify`. Importing it does not import ``datasets`` or torch. The dataset
+folder's layout: README.md, "File formats".
 """
 
 from __future__ import annotations
