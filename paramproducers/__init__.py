@@ -1,9 +1,10 @@
 """Param producers: the protocol s4 (``wf-sidecar-add``) uses to add sidecar columns, and its loader.
 
-A producer is a plain Python module, named by a built-in name (:data:`BUILTINS`), a ``.py`` in
-``--producers-dir``, a ``.py`` path or a dotted import path. It defines ``produce(ecdc_path, T, *,
-args)`` and optionally ``add_cli_args``, ``init``, ``shutdown`` and ``feature_names``; its module
-docstring is its help. The protocol in full: paramproducers/README_paramproducers.md.
+A producer is a Python module with ``produce(ecdc_path, T, *, args) -> {name: values}`` and the
+optional hooks ``add_cli_args``, ``init``, ``shutdown``, ``feature_names`` and
+``feature_names_for``; it is named as a built-in (:data:`BUILTINS`), a ``.py`` in
+``--producers-dir`` (a folder with ``__init__.py`` is imported as a package, so relative imports
+work), a ``.py`` path or a dotted module. The protocol: ``paramproducers/README_paramproducers.md``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,30 @@ class ProducerRef:
 
 
 # -- resolving and importing ---------------------------------------------------------------------------
+HERE = Path(__file__).resolve().parent
+
+
+def _dotted_in_builtin_package(folder: Path) -> str | None:
+    """``paramproducers[.sub…]`` if ``folder`` is this package or a sub-package of it, else None."""
+    try:
+        rel = folder.resolve().relative_to(HERE)
+    except ValueError:
+        return None
+    parts, cur = [], HERE
+    for part in rel.parts:
+        cur = cur / part
+        if not (cur / "__init__.py").is_file():
+            return None
+        parts.append(part)
+    return ".".join([__name__, *parts])
+
+
 def _file_ref(path: Path) -> ProducerRef:
+    """A ``.py`` file: in this package (the repository's own ``./paramproducers``), its module."""
+    dotted = _dotted_in_builtin_package(path.parent)
+    if dotted is not None:
+        kind = "builtin" if dotted == __name__ and path.stem in BUILTINS else "module"
+        return ProducerRef(path.stem, kind, f"{dotted}.{path.stem}")
     return ProducerRef(path.stem, "file", str(path.resolve()))
 
 
@@ -70,9 +94,10 @@ def resolve(name: str, producers_dir: Path | str | None = None) -> ProducerRef:
                 return _file_ref(cand)
         raise UsageError(f"producer file {name} not found")
     if pdir is not None and (pdir / f"{name}.py").is_file():
-        if name in BUILTINS:
+        ref = _file_ref(pdir / f"{name}.py")
+        if name in BUILTINS and ref.kind != "builtin":
             log.warning("%s shadows the built-in producer %r", pdir / f"{name}.py", name)
-        return _file_ref(pdir / f"{name}.py")
+        return ref
     if name in BUILTINS:
         return ProducerRef(name, "builtin", f"{__name__}.{name}")
     if "." in name:
@@ -89,26 +114,52 @@ def resolve(name: str, producers_dir: Path | str | None = None) -> ProducerRef:
                      "a path to a .py file, or a dotted module path; see --list-producers")
 
 
-def import_module(ref: ProducerRef) -> ModuleType:
-    """Import the producer's module (file producers get a private, stable module name)."""
-    try:
-        if ref.kind != "file":
-            return importlib.import_module(ref.target)
-        digest = hashlib.sha1(ref.target.encode("utf-8")).hexdigest()[:10]
-        mod_name = f"_wf_producer_{ref.name}_{digest}"
-        if mod_name in sys.modules:
-            return sys.modules[mod_name]
-        spec = importlib.util.spec_from_file_location(mod_name, ref.target)
+def _private_package(folder: Path) -> str:
+    """Import ``folder`` (which has ``__init__.py``) as a package under a private, stable name,
+    so that its modules' relative imports (``from .const import X``) work."""
+    digest = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:10]
+    pkg = f"_wf_producers_{digest}"
+    if pkg not in sys.modules:
+        spec = importlib.util.spec_from_file_location(pkg, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
         if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {ref.target}")
+            raise ImportError(f"cannot load the package {folder}")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module  # before exec: dataclasses and pickling look it up
+        sys.modules[pkg] = module
         try:
             spec.loader.exec_module(module)
         except BaseException:
-            sys.modules.pop(mod_name, None)
+            sys.modules.pop(pkg, None)
             raise
-        return module
+    return pkg
+
+
+def _import_file(ref: ProducerRef) -> ModuleType:
+    path = Path(ref.target)
+    if (path.parent / "__init__.py").is_file():
+        return importlib.import_module(f"{_private_package(path.parent)}.{path.stem}")
+    digest = hashlib.sha1(ref.target.encode("utf-8")).hexdigest()[:10]
+    mod_name = f"_wf_producer_{ref.name}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, ref.target)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {ref.target}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module  # before exec: dataclasses and pickling look it up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(mod_name, None)
+        raise
+    return module
+
+
+def import_module(ref: ProducerRef) -> ModuleType:
+    """Import the producer's module: a file in a package folder as part of that package (under a
+    private name), a loose file under a private module name, anything else by its dotted name."""
+    try:
+        return _import_file(ref) if ref.kind == "file" else importlib.import_module(ref.target)
     except WorkflowError:
         raise
     except Exception as exc:  # noqa: BLE001 - user code: report what broke, with the file
@@ -171,6 +222,23 @@ class Producer:
     def feature_names(self, args: argparse.Namespace) -> list[str] | None:
         names = self._call_hook("feature_names", args)
         return None if names is None else [str(n) for n in names]
+
+    @property
+    def can_name_per_file(self) -> bool:
+        return callable(getattr(self.module, "feature_names_for", None))
+
+    def feature_names_for(self, ecdc_path: Path, args: argparse.Namespace) -> list[str]:
+        """The columns ``produce`` will return for this file, named cheaply (s4's pre-pass)."""
+        try:
+            return [str(n) for n in self.module.feature_names_for(Path(ecdc_path), args)]
+        except Exception as exc:  # noqa: BLE001 - user code; the run reports this file
+            raise ProducerError(f"{ecdc_path}: producer {self.name!r} failed in feature_names_for(): "
+                                f"{type(exc).__name__}: {exc}") from exc
+
+    def suggest_args(self, groups: Mapping[tuple[str, ...], list[str]], args: argparse.Namespace) -> list[str]:
+        """Flags that would give every file the same columns (optional hook ``suggest_args``)."""
+        fn = getattr(self.module, "suggest_args", None)
+        return [str(a) for a in fn(dict(groups), args)] if callable(fn) else []
 
     def produce(self, ecdc_path: Path, frames: int, args: argparse.Namespace) -> dict[str, tuple[np.ndarray, FeatureInfo]]:
         """Call the module's ``produce`` and normalise its answer to ``{name: (values, info)}``.
@@ -318,39 +386,55 @@ class Listing:
     name: str
     origin: str
     summary: str
+    error: str | None = None  # why the producer cannot be loaded (it is then not usable)
 
 
 def _doc_without_import(path: Path) -> str:
-    """A file's module docstring read with ``ast`` (listing never runs user code)."""
+    """A built-in's module docstring read with ``ast`` (listing built-ins imports nothing)."""
     try:
         return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:
         return f"(cannot read: {exc})"
 
 
+def _listing_of(path: Path, origin: str) -> Listing:
+    """Load one ``--producers-dir`` file: only a producer that imports and has ``produce`` is usable."""
+    try:
+        producer = load_ref(_file_ref(path))
+    except WorkflowError as exc:
+        error = str(exc)
+    except SystemExit as exc:  # user code that exits when imported is not usable either
+        error = f"producer {path.stem!r} ({path}) exits when imported (SystemExit: {exc})"
+    else:
+        return Listing(path.stem, origin, producer.summary)
+    return Listing(path.stem, origin, _summary(_doc_without_import(path)), error)
+
+
 def available(producers_dir: Path | str | None = None) -> list[Listing]:
-    """Built-ins and the ``.py`` files of ``producers_dir`` with their one-line summaries."""
-    rows = []
-    here = Path(__file__).resolve().parent
-    for name in BUILTINS:
-        rows.append(Listing(name, "built-in", _summary(_doc_without_import(here / f"{name}.py"))))
+    """Built-ins, and the ``.py`` files of ``producers_dir`` (imported, to know that they load)."""
+    rows = [Listing(name, "built-in", _summary(_doc_without_import(HERE / f"{name}.py"))) for name in BUILTINS]
     if producers_dir is not None:
         pdir = Path(producers_dir)
         if not pdir.is_dir():
             raise UsageError(f"--producers-dir {pdir} is not a folder")
         for path in sorted(pdir.glob("*.py")):
-            if path.name.startswith(("_", ".")):
-                continue
-            rows.append(Listing(path.stem, str(pdir), _summary(_doc_without_import(path))))
+            if path.name.startswith(("_", ".")) or _file_ref(path).kind == "builtin":
+                continue  # the repository's own folder: its built-ins are listed above
+            rows.append(_listing_of(path, str(pdir)))
     return rows
 
 
 def format_listing(rows: Sequence[Listing]) -> str:
     width = max((len(r.name) for r in rows), default=4) + 2
     lines = []
-    for origin in dict.fromkeys(r.origin for r in rows):
+    usable = [r for r in rows if r.error is None]
+    for origin in dict.fromkeys(r.origin for r in usable):
         lines.append("built-in producers:" if origin == "built-in" else f"producers in {origin}:")
-        lines += [f"  {r.name:<{width}}{r.summary}" for r in rows if r.origin == origin]
+        lines += [f"  {r.name:<{width}}{r.summary}" for r in usable if r.origin == origin]
+    broken = [r for r in rows if r.error is not None]
+    if broken:
+        lines.append("\nnot usable (they fail to load):")
+        lines += [f"  {r.name:<{width}}{r.error}" for r in broken]
     lines.append("\nshow one with --show-producer NAME, or its flags with --producer NAME --help")
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow import audio
-from workflow.ecdc import read_ecdc_header
+from workflow.ecdc_legacy import read_token_header
 from workflow.errors import ProducerError, UsageError
 from workflow.files import mirror_path
 
@@ -172,7 +172,7 @@ def produce(ecdc_path: Path, T: int, *, args: argparse.Namespace) -> dict[str, d
     wav = wav_path_for(ecdc_path, args)
     if not wav.is_file():
         raise ProducerError(f"no wav at {wav}; --wav-root must mirror the token tree (s1's output)")
-    fps = read_ecdc_header(ecdc_path).fps
+    fps = read_token_header(ecdc_path).fps
     data, sr = audio.read_audio(wav)
     y = data.mean(axis=0) if data.shape[0] > 1 else data[0]
     wav_frames = math.ceil(y.shape[0] * fps / sr)

@@ -191,9 +191,9 @@ def feature_names(args: argparse.Namespace) -> list[str]:
 
 
 def _fps(ecdc_path: Path) -> float:
-    from workflow.ecdc import read_ecdc_header
+    from workflow.ecdc_legacy import read_token_header
 
-    return read_ecdc_header(ecdc_path).fps
+    return read_token_header(ecdc_path).fps
 
 
 def produce(ecdc_path: Path, T: int, *, args: argparse.Namespace) -> dict[str, dict]:

@@ -1,9 +1,10 @@
 """Per-file constants parsed from the file name: ``kick_vel_64_pitch_60.5`` → vel=64, pitch=60.5.
 
-The default ``--filename-regex`` finds every ``<letters>_<number>`` pair in the stem; a custom
-regex has the named groups ``key`` and ``value``, or one named group per feature.
-``--filename-keys`` keeps only those keys and fails a file that lacks one, so that every sidecar
-gets the same columns. Details: paramproducers/README_paramproducers.md.
+The default regex takes every ``<letters>_<number>`` pair of the stem; a custom ``--filename-regex``
+has groups ``key`` (or ``name``) + ``value`` per pair, or one named group per feature.
+``--filename-keys`` keeps only those keys; ``--filename-default key=value`` fills a key a name
+lacks. Before writing, s4 checks that every file gets the same keys and, if not, names the odd
+files and prints a command that works. Details: paramproducers/README_paramproducers.md.
 """
 
 from __future__ import annotations
@@ -16,10 +17,19 @@ import numpy as np
 
 from workflow.errors import ProducerError, UsageError
 
+from .const import parse_assignment, parse_number
+
 DEFAULT_REGEX = (r"(?<![A-Za-z0-9])(?P<key>[A-Za-z]+)_"
                  r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)(?![A-Za-z0-9.])")
 
 _STATE: dict = {}
+
+
+def pair_groups(rx: re.Pattern) -> tuple[str, str] | None:
+    """The (key, value) group names of a pair regex: ``key`` (or the seed's ``name``) + ``value``."""
+    if "value" not in rx.groupindex:
+        return None
+    return ("key" if "key" in rx.groupindex else "name", "value")
 
 
 def compile_regex(text: str) -> re.Pattern:
@@ -31,17 +41,22 @@ def compile_regex(text: str) -> re.Pattern:
     if not groups:
         raise UsageError(f"--filename-regex {text!r} has no named groups: use (?P<key>…)_(?P<value>…) "
                          "pairs, or one (?P<feature_name>…) group per feature")
-    if ("key" in groups) != ("value" in groups):
-        raise UsageError("--filename-regex: the groups 'key' and 'value' go together")
+    if "key" in groups and "value" not in groups:
+        raise UsageError("--filename-regex: the group 'key' needs a 'value' group too, "
+                         "e.g. '(?P<key>[A-Za-z]+)_(?P<value>-?\\d+(\\.\\d+)?)'")
+    if "value" in groups and not groups & {"key", "name"}:
+        raise UsageError("--filename-regex: the group 'value' needs a 'key' (or 'name') group too, "
+                         "e.g. '(?P<key>[A-Za-z]+)_(?P<value>-?\\d+(\\.\\d+)?)'")
     return rx
 
 
 def parse_name(text: str, rx: re.Pattern) -> dict[str, float]:
     """All ``name → number`` pairs ``rx`` finds in ``text`` (see the module docstring)."""
     found: dict[str, str] = {}
-    if "key" in rx.groupindex:
+    pair = pair_groups(rx)
+    if pair is not None:
         for m in rx.finditer(text):
-            key, value = m.group("key"), m.group("value")
+            key, value = m.group(pair[0]), m.group(pair[1])
             if key in found:
                 raise ProducerError(f"key {key!r} appears twice in {text!r}")
             found[key] = value
@@ -71,38 +86,86 @@ def add_cli_args(parser: argparse._ActionsContainer) -> None:
     parser.add_argument("--filename-regex", default=DEFAULT_REGEX, metavar="REGEX",
                         help="regex with named groups (default: every <letters>_<number> pair)")
     parser.add_argument("--filename-keys", nargs="+", default=None, metavar="KEY",
-                        help="keep only these keys; a file missing one fails (default: all found)")
+                        help="keep only these keys; a file missing one fails unless it has a "
+                             "--filename-default (default: all found)")
+    parser.add_argument("--filename-default", action="append", default=None, metavar="KEY=VALUE",
+                        help="the value of KEY for files whose name lacks it (repeatable)")
     parser.add_argument("--filename-match", choices=("stem", "path"), default="stem",
                         help="match the file's stem (default) or its path relative to --audio-root "
                              "without extension (folder names can then carry parameters too)")
 
 
+def parse_defaults(items: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for text in items or []:
+        key, value = parse_assignment(text, "--filename-default", "key=value, e.g. --filename-default vel=0")
+        if key in out:
+            raise UsageError(f"--filename-default {key} given twice")
+        out[key] = parse_number(value, "--filename-default", text)
+    return out
+
+
 def init(args: argparse.Namespace) -> None:
     rx = compile_regex(getattr(args, "filename_regex", DEFAULT_REGEX))
     keys = getattr(args, "filename_keys", None)
+    defaults = parse_defaults(getattr(args, "filename_default", None))
+    if keys:
+        unused = [k for k in defaults if k not in keys]
+        if unused:
+            raise UsageError(f"--filename-default {', '.join(unused)}: not among --filename-keys "
+                             f"({' '.join(keys)}); add it there or drop the default")
     _STATE.clear()
-    _STATE.update(rx=rx, keys=list(dict.fromkeys(keys)) if keys else None)
+    _STATE.update(rx=rx, keys=list(dict.fromkeys(keys)) if keys else None, defaults=defaults)
 
 
 def feature_names(args: argparse.Namespace) -> list[str] | None:
     if _STATE["keys"]:
         return list(_STATE["keys"])
-    names = [g for g in _STATE["rx"].groupindex if g not in ("key", "value")]
-    return names if "key" not in _STATE["rx"].groupindex else None
+    rx = _STATE["rx"]
+    return None if pair_groups(rx) is not None else list(rx.groupindex)
+
+
+def values_for(ecdc_path: Path, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    """The name matched and its ``key → value`` pairs, defaults filled in, ``--filename-keys`` kept."""
+    text = name_for(ecdc_path, args)
+    values = {**_STATE["defaults"], **parse_name(text, _STATE["rx"])}
+    keys = _STATE["keys"]
+    if keys:
+        values = {k: values[k] for k in keys if k in values}
+    return text, values
+
+
+def feature_names_for(ecdc_path: Path, args: argparse.Namespace) -> list[str]:
+    """The columns this file will get (s4's pre-pass compares them across files)."""
+    return list(values_for(ecdc_path, args)[1])
+
+
+def suggest_args(groups: dict[tuple[str, ...], list[str]], args: argparse.Namespace) -> list[str]:
+    """Extra flags that give every file the same keys: ``--filename-keys`` (the wanted keys, the
+    most common non-empty set unless given) and a ``--filename-default`` for each key a file lacks."""
+    keys = _STATE["keys"]
+    if not keys:
+        sets = [g for g in groups if g]
+        if not sets:
+            return []
+        keys = list(max(sets, key=lambda g: (len(groups[g]), len(g))))
+    lacking = [k for k in keys if any(k not in g for g in groups) and k not in _STATE["defaults"]]
+    extra = [] if _STATE["keys"] else ["--filename-keys", *keys]
+    for k in lacking:
+        extra += ["--filename-default", f"{k}=0"]
+    return extra
 
 
 def produce(ecdc_path: Path, T: int, *, args: argparse.Namespace) -> dict[str, dict]:
-    text = name_for(ecdc_path, args)
-    values = parse_name(text, _STATE["rx"])
+    text, values = values_for(ecdc_path, args)
     keys = _STATE["keys"]
     if keys:
         missing = [k for k in keys if k not in values]
         if missing:
-            raise ProducerError(f"{text!r} has no value for {', '.join(missing)} (found: "
-                                f"{', '.join(values) or 'nothing'}); check --filename-keys/--filename-regex")
-        values = {k: values[k] for k in keys}
+            raise ProducerError(f"{text!r} has no value for {', '.join(missing)}; pass "
+                                f"--filename-default {missing[0]}=VALUE or check --filename-keys/--filename-regex")
     if not values:
         raise ProducerError(f"no parameters found in {text!r}; names need <key>_<number> pairs such as "
-                            "kick_vel_64_pitch_60.5, or pass --filename-regex")
+                            "kick_vel_64_pitch_60.5, or pass --filename-regex / --filename-default")
     return {k: {"values": np.full(T, v, np.float32), "doc_string": f"{k} parsed from the file name"}
             for k, v in values.items()}

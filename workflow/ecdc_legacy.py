@@ -11,18 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from .ecdc import (
-    MAX_AUDIO_LENGTH,
-    MAX_CODEBOOKS,
-    META_MODELS,
-    EcdcHeader,
-    EcdcTokens,
-    PathLike,
-    _build_plan,
-    _fail,
-    _is_int,
-)
-
 log = logging.getLogger("workflow.ecdc")  # the records keep the name they always had
 
 
@@ -36,6 +24,16 @@ def _legacy_int(value: Any) -> int | None:
     elif isinstance(value, (list, tuple)) and len(value) == 1:
         return _legacy_int(value[0])
     return int(value) if _is_int(value) or isinstance(value, np.integer) else None
+
+
+def read_token_header(path: PathLike) -> EcdcHeader:
+    """The header of any token file: an `.ecdc` header-only, a legacy torch file loaded whole."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(MAGIC))
+    except OSError as exc:
+        raise _fail(str(path), f"cannot read file ({exc.strerror or exc})", "check the path") from exc
+    return read_ecdc_header(path) if head == MAGIC else load_tokens(path).header
 
 
 def read_legacy_tokens(path: PathLike) -> EcdcTokens:
@@ -116,3 +114,20 @@ def read_legacy_tokens(path: PathLike) -> EcdcTokens:
     header.__dict__["_plan"] = plan
     segments = list(np.ascontiguousarray(arr, dtype=np.int16))
     return EcdcTokens(header, segments, scales)
+
+
+# Imported last: workflow.ecdc imports this module at its end, so either may be imported first.
+from .ecdc import (  # noqa: E402
+    MAGIC,
+    MAX_AUDIO_LENGTH,
+    MAX_CODEBOOKS,
+    META_MODELS,
+    EcdcHeader,
+    EcdcTokens,
+    PathLike,
+    _build_plan,
+    _fail,
+    _is_int,
+    load_tokens,
+    read_ecdc_header,
+)

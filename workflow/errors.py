@@ -52,5 +52,13 @@ class ProducerError(WorkflowError):
     """A param producer could not be loaded, or returned values that cannot be stored."""
 
 
+class FeatureSetError(ProducerError):
+    """s4's producers would give files different columns; ``fix_args`` are flags that make them agree."""
+
+    def __init__(self, message: str, fix_args: list[str] | None = None):
+        super().__init__(message)
+        self.fix_args = list(fix_args or [])
+
+
 class DatasetError(WorkflowError):
     """A Hugging Face dataset folder built by s5 is missing, inconsistent or cannot be built."""

@@ -13,15 +13,22 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import UsageError
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 TMP_MARKER = ".tmp-"
+_THREAD_LOCK = threading.Lock()
 
 
 def _read_umask() -> int:
@@ -196,6 +203,45 @@ def commit_group(pairs: Sequence[tuple[Path, Path]]) -> None:
     """
     for tmp, final in reversed(pairs):
         os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def locked(path: Path | str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (which need not exist) across processes and threads.
+
+    The lock is ``flock`` on a hidden ``.<name>.lock`` sibling, removed on release: a waiter that
+    wakes on a removed lock file retries on the new one. A process that dies releases its lock
+    (the kernel drops it); its left-over lock file is reused and removed by the next holder.
+    Without ``fcntl`` (Windows) this only serialises threads of one process.
+    """
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        with _THREAD_LOCK:
+            yield
+        return
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(lock)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+            break
+        os.close(fd)  # the holder before us removed this file: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        os.close(fd)
 
 
 def link_or_copy(src: Path | str, dst: Path | str, *, link: bool = True) -> bool:

@@ -1,9 +1,10 @@
-"""s4 — add conditioning columns to the sidecars with param producers.
+"""s4 — add conditioning columns to the sidecars with param producers (see README.md, s4).
 
-Each ``--producer`` is called once per token file with its frame count T and returns named columns
-of T values; they are validated and merged into ``<stem>.cond.npy`` / ``.cond.json`` in one atomic
-write, so a file gets every new column or none. Modes and examples: README.md, "s4"; the producer
-protocol, workers and executors: paramproducers/README_paramproducers.md.
+Each ``--producer`` returns named columns of T values per token file; they are merged into
+``<stem>.cond.npy`` / ``.cond.json`` in one locked, atomic write. ``--mode append`` (default) keeps
+existing columns (a re-run is a no-op), ``--mode overwrite`` replaces them, ``--drop NAME`` removes
+one; a cheap pre-pass refuses a run that would give files different columns. Modes and examples:
+README.md, "s4"; the producer protocol: paramproducers/README_paramproducers.md.
 """
 
 from __future__ import annotations
@@ -15,15 +16,26 @@ if __package__ in (None, ""):  # run as a file: import the package, and don't le
     sys.path[0] = str(_P(__file__).resolve().parents[1])
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 import paramproducers as pp
 from workflow import sidecar
-from workflow.errors import ProducerError, UsageError, WorkflowError
+from workflow.errors import FeatureSetError, ProducerError, UsageError, WorkflowError
 from workflow.runner import OK, add_runner_args, options_from_args, print_report, run_cli, setup_logging
 from workflow.sidecar_add import STAGE, AddJob, add_items  # noqa: F401 - AddJob re-exported
 from workflow.sidecar_init import build_items
+
+
+# The shared run flags, worded for this stage (their generic help describes file-producing stages).
+RUN_HELPS = {
+    "recursive": "descend into sub-folders of --audio-root (default: on)",
+    "overwrite": "same as --mode overwrite: replace columns that already exist (default: keep them)",
+    "dry_run": "list the token files whose sidecars would be changed; write nothing",
+    "report": "where to write the JSON run report (default: <--cond-root, else --audio-root>"
+              "/.reports/s4_sidecar_add-<time>.json)",
+}
 
 
 # -- argument parsing (two phases: find the producers, then let them add their flags) -------------------
@@ -33,6 +45,8 @@ def _add_selector_args(g: argparse._ActionsContainer) -> None:
                         "--producers-dir, path to a .py file, or dotted module path")
     g.add_argument("--producers-dir", type=Path, default=None, metavar="DIR",
                    help="folder of your own producer .py files")
+    g.add_argument("--from-filename", action="store_true",
+                   help="the seed's spelling of --producer from_filename (adds it if not named)")
     g.add_argument("--list-producers", action="store_true",
                    help="list the built-in producers (and those in --producers-dir) and exit")
     g.add_argument("--show-producer", default=None, metavar="NAME",
@@ -52,9 +66,12 @@ def build_parser(producers: list[pp.Producer] = ()) -> argparse.ArgumentParser:
     _add_selector_args(p.add_argument_group("producers"))
     g = p.add_argument_group("adding columns")
     g.add_argument("--mode", choices=sidecar.MODES, default="append",
-                   help="append: refuse a column name that exists (default); overwrite: replace it")
+                   help="append: keep a column that exists, a re-run is a no-op (default); "
+                        "overwrite: replace it")
     g.add_argument("--skip-existing", action="store_true",
                    help="keep columns that already exist and add only the missing ones (resume)")
+    g.add_argument("--drop", action="append", default=None, metavar="NAME",
+                   help="remove column NAME from every sidecar (repeatable; before adding)")
     g.add_argument("--create-missing", action="store_true",
                    help="create the empty sidecar of a token file that has none (as s3 would)")
     g.add_argument("--dtype", choices=sidecar.DTYPES, default="float16",
@@ -62,7 +79,7 @@ def build_parser(producers: list[pp.Producer] = ()) -> argparse.ArgumentParser:
                         "existing sidecars keep theirs)")
     g.add_argument("--executor", choices=("process", "thread"), default="process",
                    help="how --workers > 1 run: forked processes (default) or threads")
-    add_runner_args(p, workers_default=1)
+    add_runner_args(p, workers_default=1, helps=RUN_HELPS)
     for prod in producers:
         group = p.add_argument_group(f"producer {prod.name}", prod.summary)
         try:
@@ -94,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     if pre.show_producer:
         print(pp.describe(pp.load(pre.show_producer, pre.producers_dir)))
         return 0
-    producers = pp.load_all(pre.producer, pre.producers_dir)
+    names = pre.producer + (["from_filename"] if pre.from_filename and "from_filename" not in pre.producer else [])
+    producers = pp.load_all(names, pre.producers_dir)
     args = build_parser(producers).parse_args(argv)
     setup_logging(args.verbose)
-    if not producers:
-        raise UsageError("name at least one --producer (see --list-producers)")
+    if not producers and not args.drop:
+        raise UsageError("name at least one --producer (see --list-producers), or --drop a column")
     if args.audio_root is None:
         raise UsageError("--audio-root is required (the folder of .ecdc token files)")
     if not args.audio_root.is_dir():
@@ -117,15 +135,34 @@ def main(argv: list[str] | None = None) -> int:
     options = options_from_args(args, STAGE, out_root)
     params = {"audio_root": str(args.audio_root), "cond_root": str(args.cond_root) if args.cond_root else None,
               "producers": [p.ref.name for p in producers], "mode": args.mode,
-              "skip_existing": args.skip_existing, "create_missing": args.create_missing}
-    report = add_items(items, producers, args, options, params)
+              "skip_existing": args.skip_existing, "create_missing": args.create_missing,
+              "drop": args.drop or []}
+    try:
+        report = add_items(items, producers, args, options, params)
+    except FeatureSetError as exc:
+        raise FeatureSetError(f"{exc}\n{fix_advice(argv, exc.fix_args)}", exc.fix_args) from None
     print_report(report, options)
     if not report.dry_run:
-        added = list(dict.fromkeys(n for r in report.results if r.status == OK
-                                   for n in r.info.get("added", []) + r.info.get("replaced", [])))
-        if added:
-            print(f"  columns written: {', '.join(added)}")
+        print_columns(report)
     return report.exit_code(options.skip_errors)
+
+
+def fix_advice(argv: list[str], fix_args: list[str]) -> str:
+    """The user's command line with ``fix_args`` appended (later flags win in argparse)."""
+    if not fix_args:
+        return "fix: rename the odd files, or parse the names differently with --filename-regex"
+    cmd = shlex.join(["wf-sidecar-add", *argv, *fix_args])
+    zero = " (replace each 0 by the value files without that key should get)" if "--filename-default" in fix_args else ""
+    return f"fix{zero}:\n  {cmd}\nor parse the names differently with --filename-regex"
+
+
+def print_columns(report) -> None:
+    for what, keys in (("written", ("added", "replaced")), ("dropped", ("dropped",)),
+                       ("kept (already present; --mode overwrite replaces them)", ("kept",))):
+        names = list(dict.fromkeys(n for r in report.results if r.status == OK
+                                   for k in keys for n in r.info.get(k, [])))
+        if names:
+            print(f"  columns {what}: {', '.join(names)}")
 
 
 def cli() -> None:

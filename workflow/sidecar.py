@@ -221,6 +221,13 @@ def merge_features(
     return replace(sc, values=values.astype(np.float32, copy=False), features=features)
 
 
+def drop_features(sc: Sidecar, names: list[str]) -> Sidecar:
+    """A new :class:`Sidecar` without the columns ``names`` (names it lacks are ignored)."""
+    keep = [i for i, n in enumerate(sc.names) if n not in names]
+    features = {n: f for n, f in sc.features.items() if n not in names}
+    return replace(sc, values=np.ascontiguousarray(sc.values[:, keep], dtype=np.float32), features=features)
+
+
 def _with_stats(sc: Sidecar) -> dict[str, FeatureInfo]:
     out = {}
     for i, (name, info) in enumerate(sc.features.items()):

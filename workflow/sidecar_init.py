@@ -2,7 +2,8 @@
 
 ``init_items`` runs ``init_sidecar`` over the work items (one per ``.ecdc``, from
 ``build_items``, which s4 uses too) and returns the run report with the manifest rows;
-existing sidecars count as done when their frame count still matches the tokens.
+existing sidecars count as done when their frame count still matches the tokens. Token
+files may be `.ecdc` or the seed's legacy ``torch.save`` files.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import io
 from pathlib import Path
 
 from workflow import sidecar
-from workflow.ecdc import read_ecdc_header
+from workflow.ecdc_legacy import read_token_header
 from workflow.errors import SidecarError, WorkflowError
-from workflow.files import atomic_write_text, discover, relative_key
+from workflow.files import atomic_write_text, discover, locked, relative_key
 from workflow.runner import OK, SKIPPED, Runner, RunOptions, RunReport, WorkItem
 
 STAGE = "s3_sidecar_init"
@@ -40,12 +41,20 @@ def existing_state(item: WorkItem) -> tuple[dict, object] | None:
     """(sidecar metadata, token header) if a finished sidecar pair exists, else None."""
     if not (item.dst.exists() and sidecar.json_path_for(item.dst).exists()):
         return None
-    return sidecar.read_sidecar_meta(item.dst), read_ecdc_header(item.src)
+    return sidecar.read_sidecar_meta(item.dst), read_token_header(item.src)
 
 
 def init_sidecar(item: WorkItem, *, dtype: str, overwrite: bool, cond_base: Path) -> dict:
-    """Write the ``[T, 0]`` skeleton for one token file; refuses to drop s4's features unasked."""
-    header = read_ecdc_header(item.src)
+    """Write the ``[T, 0]`` skeleton for one token file; refuses to drop s4's features unasked.
+
+    Holds the sidecar's lock (as s4 does), so a concurrent s4 run's columns are never wiped.
+    """
+    header = read_token_header(item.src)
+    with locked(item.dst):
+        return _init_locked(item, header, dtype=dtype, overwrite=overwrite, cond_base=cond_base)
+
+
+def _init_locked(item: WorkItem, header, *, dtype: str, overwrite: bool, cond_base: Path) -> dict:
     frames = header.num_frames
     if not overwrite and sidecar.json_path_for(item.dst).exists():
         try:

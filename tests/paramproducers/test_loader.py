@@ -73,14 +73,73 @@ def test_produce_errors_are_wrapped(tmp_path: Path) -> None:
         prod.produce(Path("x.ecdc"), 3, argparse.Namespace())
 
 
-def test_listing_does_not_import_user_code(tmp_path: Path) -> None:
+def test_listing_shows_only_producers_that_load(tmp_path: Path) -> None:
     _write(tmp_path, "explosive", '"""Summary line.\n\nMore."""\nraise SystemExit("imported!")\n')
+    _write(tmp_path, "relative", '"""Needs a package."""\nfrom .helpers import X\ndef produce(e, T, *, args):\n    return {}\n')
+    _write(tmp_path, "good", '"""Works."""\ndef produce(e, T, *, args):\n    return {}\n')
     _write(tmp_path, "_private", '"""Hidden."""\n')
     rows = pp.available(tmp_path)
-    assert [r.name for r in rows] == [*pp.BUILTINS, "explosive"]
-    assert rows[-1].summary == "Summary line."
+    assert [r.name for r in rows] == [*pp.BUILTINS, "explosive", "good", "relative"]
+    assert [r.name for r in rows if r.error is None] == [*pp.BUILTINS, "good"]
+    broken = {r.name: r.error for r in rows if r.error is not None}
+    assert "SystemExit" in broken["explosive"] and "relative import" in broken["relative"]
     text = pp.format_listing(rows)
-    assert "built-in producers:" in text and f"producers in {tmp_path}:" in text
+    usable, _, unusable = text.partition("not usable")
+    assert "built-in producers:" in usable and f"producers in {tmp_path}:" in usable
+    assert "  good" in usable and "explosive" not in usable and "relative" not in usable
+    assert "  explosive" in unusable and "  relative" in unusable
+
+
+def _package(folder: Path) -> None:
+    """A producers folder laid out like the repository's ``paramproducers/``: relative imports."""
+    _write(folder, "__init__", '"""My producers."""\n')
+    _write(folder, "scale", '"""Shared constants."""\nFACTOR = 3.0\n')
+    _write(folder, "tripled", '''
+        """Uses a sibling module through a relative import."""
+        from .scale import FACTOR
+        def produce(ecdc_path, T, *, args):
+            return {"tripled": [FACTOR] * T}
+        ''')
+
+
+def test_a_package_folder_loads_with_relative_imports(tmp_path: Path) -> None:
+    _package(tmp_path / "prods")
+    prod = pp.load("tripled", tmp_path / "prods")
+    assert prod.ref.kind == "file" and prod.module.__name__.endswith(".tripled")
+    assert prod.produce(Path("x.ecdc"), 2, argparse.Namespace())["tripled"][0].tolist() == [3.0, 3.0]
+    rows = {r.name: r for r in pp.available(tmp_path / "prods")}
+    assert rows["tripled"].error is None and rows["scale"].error is not None  # no produce()
+    again = pp.load_ref(prod.ref)  # what a spawned worker does: the same module, not a second copy
+    assert again.module is prod.module
+
+
+def test_the_repositorys_own_folder_is_the_built_in_package() -> None:
+    """``--producers-dir ./paramproducers`` in a clone: lin.py's ``from .const import`` works."""
+    folder = Path(pp.__file__).parent
+    for name in ("lin", "from_filename"):
+        ref = pp.resolve(name, folder)
+        assert ref == pp.ProducerRef(name, "builtin", f"paramproducers.{name}")
+        assert pp.load(name, folder).module is pp.load(name).module
+    assert pp.resolve(str(folder / "lin.py")).kind == "builtin"
+    ex = pp.resolve("beat_phase", folder / "examples")
+    assert ex == pp.ProducerRef("beat_phase", "module", "paramproducers.examples.beat_phase")
+    rows = pp.available(folder)
+    assert [r.name for r in rows] == list(pp.BUILTINS) and all(r.error is None for r in rows)
+
+
+def test_a_copy_of_the_repositorys_folder_loads_as_a_private_package(tmp_path: Path) -> None:
+    """A clone's ``./paramproducers`` that is not the installed package (non-editable install)."""
+    import shutil
+
+    copy = tmp_path / "paramproducers"
+    shutil.copytree(Path(pp.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "examples"))
+    lin = pp.load("lin", copy)
+    assert lin.ref.kind == "file" and lin.module.__name__.startswith("_wf_producers_")
+    args = argparse.Namespace(lin=["r=0:1"])
+    lin.init(args)
+    assert lin.produce(Path("x.ecdc"), 3, args)["r"][0].tolist() == [0.0, 0.5, 1.0]
+    rows = pp.available(copy)
+    assert {r.name for r in rows if r.origin == str(copy) and r.error is None} == set(pp.BUILTINS)
 
 
 def test_describe_shows_doc_and_flags() -> None:

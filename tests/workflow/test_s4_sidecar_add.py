@@ -80,25 +80,28 @@ def test_const_and_lin_exact_values(tree) -> None:
 
 
 def test_from_filename_parses_the_demo_names(tree) -> None:
-    assert add(tree, "--producer", "from_filename") == 0
+    # drums carry vel+pitch, tones pitch+amp: one feature set for all needs defaults
+    assert add(tree, "--producer", "from_filename", "--filename-keys", "vel", "pitch", "amp",
+               "--filename-default", "vel=0", "--filename-default", "amp=1") == 0
     kick = side(tree, KICK)
-    assert kick.names == ["vel", "pitch"]
+    assert kick.names == ["vel", "pitch", "amp"]
     assert np.all(kick.column("vel") == 40) and np.all(kick.column("pitch") == 36.5)
+    assert np.all(kick.column("amp") == 1)
     assert kick.features["pitch"].producer == "from_filename"
     tone = side(tree, TONE48)
-    assert tone.names == ["pitch", "amp"]
+    assert tone.names == ["vel", "pitch", "amp"] and np.all(tone.column("vel") == 0)
     assert np.all(tone.column("pitch") == 48.0) and np.all(tone.column("amp") == 0.25)
     t52 = side(tree, TONE52)
     assert np.all(t52.column("pitch") == 52.5)
     np.testing.assert_allclose(t52.column("amp"), 0.35, atol=2e-4)  # float16 storage
 
 
-def test_from_filename_keys_make_columns_uniform(tree) -> None:
-    assert add(tree, "--producer", "from_filename", "--filename-keys", "vel") == 1
-    fails = failures(tree)
-    assert sorted(fails) == sorted(f"{s}.ecdc" for s in ALL if s.startswith("tones"))
-    assert all("from_filename" in e and "vel" in e for e in fails.values())
-    assert side(tree, HAT).names == ["vel"] and side(tree, TONE48).names == []
+def test_from_filename_keys_a_file_lacks_fail_the_run_before_writing(tree, capsys) -> None:
+    assert run_cli(s4, ["--audio-root", str(tree["tokens"]), "--producer", "from_filename",
+                        "--filename-keys", "vel"] + Q) == 1
+    err = capsys.readouterr().err
+    assert "4 file(s) -> (no columns)" in err and "--filename-default vel=0" in err
+    assert all(side(tree, s).names == [] for s in ALL)  # nothing written, not even the drums
 
 
 def test_from_audio_rows_match_T_and_values_are_sane(tree) -> None:
@@ -177,11 +180,10 @@ def test_from_csv_time_series(tree) -> None:
 
 
 # -- modes ---------------------------------------------------------------------------------------------------
-def test_append_refuses_duplicates_overwrite_replaces_skip_existing_adds(tree) -> None:
+def test_append_keeps_existing_overwrite_replaces_skip_existing_adds(tree) -> None:
     assert add(tree, "--producer", "const", "--const", "a=1", "--const", "b=2") == 0
-    assert add(tree, "--producer", "const", "--const", "a=5") == 1
-    fails = failures(tree)
-    assert len(fails) == 7 and all("already present" in e and "--mode overwrite" in e for e in fails.values())
+    assert add(tree, "--producer", "const", "--const", "a=5") == 0  # append: a kept, with a warning
+    assert report(tree)["counts"]["failed"] == 0
     assert np.all(side(tree, KICK).column("a") == 1)
 
     assert add(tree, "--producer", "const", "--const", "a=5", "--mode", "overwrite") == 0
@@ -296,7 +298,8 @@ def test_create_missing(token_copy) -> None:
 def test_cond_root(token_copy) -> None:
     tok, cond = token_copy["tokens"], token_copy["root"] / "cond"
     assert s3(["--audio-root", str(tok), "--cond-root", str(cond)] + Q) == 0
-    assert s4(["--audio-root", str(tok), "--cond-root", str(cond), "--producer", "from_filename"] + Q) == 0
+    assert s4(["--audio-root", str(tok), "--cond-root", str(cond), "--producer", "from_filename",
+               "--filename-keys", "vel", "pitch", "--filename-default", "vel=0"] + Q) == 0
     assert sidecar.read_sidecar(cond / f"{KICK}.cond.npy").names == ["vel", "pitch"]
     assert list((cond / ".reports").glob("s4_sidecar_add-*.json"))
 
@@ -418,3 +421,154 @@ def test_runs_as_file_module_and_console_script(tmp_path: Path) -> None:
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
         assert res.returncode == 0, res.stderr
         assert any(f in res.stdout for f in ("--const", "--lin", "from_filename", "--manifest-csv"))
+
+
+# -- the seed's command lines on a mixed tree (issue 13) ----------------------------------------------------
+MIXED = ["tones/tone_pitch_48_amp_0.25", "tones/tone_pitch_50_amp_0.5", "tones/tone_pitch_52_amp_0.75",
+         "sweeps/chirp_100_to_4000", "sine_440", "noise"]
+
+
+def small_tree(root: Path, stems: list[str], frames: int = 12) -> Path:
+    """Tiny real .ecdc files (EnCodec 24 kHz layout, 2 codebooks) with s3's empty sidecars."""
+    from workflow.ecdc import write_ecdc
+
+    for i, stem in enumerate(stems):
+        path = root / f"{stem}.ecdc"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_ecdc(path, np.full((2, frames), i, np.int16), model="encodec_24khz", audio_length=frames * 320, bits=10)
+    assert s3(["--audio-root", str(root)] + Q) == 0
+    return root
+
+
+def columns(root: Path) -> dict[str, list[str]]:
+    return {p.relative_to(root).as_posix(): sidecar.read_sidecar(p).names for p in sorted(root.rglob("*.cond.npy"))}
+
+
+def test_seed_typical_s4_line_runs_as_written(tmp_path: Path) -> None:
+    """The seed's ``--from-filename`` flag and its regex group ``name`` (for ``key``) work."""
+    root = small_tree(tmp_path / "ecdc", ["a/kick_vel_40", "a/kick_vel_64", "b/snare_vel_100.5"])
+    argv = shlex.split("--audio-root ./ecdc --cond-root ./params --producers-dir ./paramproducers "
+                       "--producer from_filename --from-filename "
+                       r"--filename-regex '_(?P<name>\w+)_(?P<value>-?\d+(\.\d+)?)'")
+    argv = [str(root) if a == "./ecdc" else str(tmp_path / "params") if a == "./params" else
+            str(REPO / "paramproducers") if a == "./paramproducers" else a for a in argv]
+    assert s3(["--audio-root", str(root), "--cond-root", str(tmp_path / "params")] + Q) == 0
+    assert s4(argv + Q) == 0
+    sc = sidecar.read_sidecar(tmp_path / "params" / "b" / "snare_vel_100.5.cond.npy")
+    assert sc.names == ["vel"] and np.all(sc.column("vel") == 100.5)
+    # --from-filename alone selects the producer
+    assert s4(["--audio-root", str(root), "--from-filename", "--mode", "overwrite"] + Q) == 0
+    assert columns(root)["a/kick_vel_64.cond.npy"] == ["vel"]
+
+
+def test_append_rerun_is_a_no_op_that_warns_on_different_values(tmp_path: Path, capsys) -> None:
+    root = small_tree(tmp_path / "tok", ["x_1", "x_2"])
+    line = ["--audio-root", str(root), "--producer", "const", "--const", "scene_id=7", "--producer", "lin",
+            "--lin", "gain=0:1", "--mode", "append", "--create-missing"] + Q
+    assert s4(line) == 0
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*.cond.*"))}
+    capsys.readouterr()
+    assert s4(line) == 0  # the seed: append keeps existing features
+    assert {p: p.read_bytes() for p in before} == before
+    assert "WARNING" not in capsys.readouterr().err
+    line[line.index("scene_id=7")] = "scene_id=8"
+    assert s4(line) == 0
+    warned = [w for w in capsys.readouterr().err.splitlines() if w.startswith("WARNING")]
+    assert len(warned) == 2 and all("'scene_id' already present with different values" in w for w in warned)
+    assert np.all(sidecar.read_sidecar(root / "x_1.cond.npy").column("scene_id") == 7)
+
+
+def test_legacy_torch_token_files_work_in_s3_and_s4(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    root = tmp_path / "ecdc"
+    root.mkdir()
+    for i, name in enumerate(["kick_vel_40", "kick_vel_64"]):
+        codes = torch.full((1, 1, 4, 30 + i), 5, dtype=torch.int64)  # upstream s2: [chunks, 1, K, T]
+        torch.save({"audio_codes": codes, "audio_scales": [None], "audio_length": (30 + i) * 320},
+                   root / f"{name}.ecdc")
+    assert s3(["--audio-root", str(root), "--manifest-csv", str(tmp_path / "m.csv")] + Q) == 0
+    assert (tmp_path / "m.csv").read_text().splitlines()[1:] == [
+        "kick_vel_40.ecdc,kick_vel_40.cond.npy,30,0,75.0,4", "kick_vel_64.ecdc,kick_vel_64.cond.npy,31,0,75.0,4"]
+    assert s4(["--audio-root", str(root), "--producer", "from_filename", "--producer", "lin", "--lin", "p=0:1"] + Q) == 0
+    sc = sidecar.read_sidecar(root / "kick_vel_64.cond.npy")
+    assert sc.names == ["vel", "p"] and sc.frames == 31 and np.all(sc.column("vel") == 64)
+
+
+def test_mixed_tree_fails_before_writing_and_the_printed_fix_works(tmp_path: Path, capsys) -> None:
+    root = small_tree(tmp_path / "tok", MIXED)
+    argv = ["--audio-root", str(root), "--producer", "from_filename"] + Q
+    assert run_cli(s4, argv) == 1
+    err = capsys.readouterr().err
+    assert all(names == [] for names in columns(root).values())  # nothing written: no chirp/to/sine junk
+    assert "3 file(s) -> pitch, amp" in err
+    for odd in ("sweeps/chirp_100_to_4000.ecdc", "sine_440.ecdc", "noise.ecdc"):
+        assert odd in err
+    (fix,) = [line.strip() for line in err.splitlines() if line.strip().startswith("wf-sidecar-add ")]
+    fix_argv = shlex.split(fix)[1:]
+    assert fix_argv[: len(argv)] == argv
+    assert fix_argv[len(argv):] == ["--filename-keys", "pitch", "amp", "--filename-default", "pitch=0",
+                                    "--filename-default", "amp=0"]
+    assert s4(fix_argv) == 0
+    assert set(map(tuple, columns(root).values())) == {("pitch", "amp")}
+    tone = sidecar.read_sidecar(root / "tones" / "tone_pitch_50_amp_0.5.cond.npy")
+    assert np.all(tone.column("pitch") == 50) and np.all(tone.column("amp") == 0.5)
+    assert np.all(sidecar.read_sidecar(root / "noise.cond.npy").values == 0)
+    # --drop removes a column from every sidecar
+    assert s4(["--audio-root", str(root), "--drop", "amp"] + Q) == 0
+    assert set(map(tuple, columns(root).values())) == {("pitch",)}
+    assert np.all(sidecar.read_sidecar(root / "tones" / "tone_pitch_52_amp_0.75.cond.npy").column("pitch") == 52)
+
+
+def test_filename_default_fills_keys_a_name_lacks(tmp_path: Path) -> None:
+    root = small_tree(tmp_path / "tok", ["tone_pitch_60_amp_0.5", "tone_pitch_62"])
+    assert s4(["--audio-root", str(root), "--producer", "from_filename", "--filename-default", "amp=0.25"] + Q) == 0
+    sc = sidecar.read_sidecar(root / "tone_pitch_62.cond.npy")
+    assert sc.names == ["amp", "pitch"] and np.all(sc.column("amp") == 0.25) and np.all(sc.column("pitch") == 62)
+    assert np.all(sidecar.read_sidecar(root / "tone_pitch_60_amp_0.5.cond.npy").column("amp") == 0.5)
+
+
+def test_concurrent_runs_lose_no_column(tmp_path: Path) -> None:
+    """Two real processes add different columns to one folder at the same time."""
+    stems = [f"f_{i}" for i in range(6)]
+    root = small_tree(tmp_path / "tok", stems)
+    pdir = tmp_path / "prods"
+    write_producer(pdir, "slow", '''
+        """A slow producer whose processes start together (a barrier of marker files)."""
+        import os, time
+        from pathlib import Path
+        def add_cli_args(parser):
+            parser.add_argument("--slow-name")
+            parser.add_argument("--slow-barrier")
+        def init(args):
+            Path(args.slow_barrier, args.slow_name).touch()
+            deadline = time.time() + 60
+            while len(os.listdir(args.slow_barrier)) < 2 and time.time() < deadline:
+                time.sleep(0.01)
+        def produce(ecdc_path, T, *, args):
+            time.sleep(0.15)  # widens the read-modify-write window of an unlocked s4
+            return {args.slow_name: [1.0] * T}
+        ''')
+    (tmp_path / "barrier").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-m", "workflow.s4_sidecar_add", "--audio-root", str(root),
+                               "--producers-dir", str(pdir), "--producer", "slow", "--slow-name", name,
+                               "--slow-barrier", str(tmp_path / "barrier"), "--report",
+                               str(tmp_path / f"{name}.json")] + Q, env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("alpha", "beta")]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for stem in stems:
+        assert sorted(sidecar.read_sidecar(root / f"{stem}.cond.npy").names) == ["alpha", "beta"], stem
+    assert not list(root.glob(".*.lock"))  # lock files are removed after use
+
+
+def test_help_of_shared_flags_describes_s4(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # no line breaks inside flag names
+    with pytest.raises(SystemExit):
+        s4(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--overwrite same as --mode overwrite: replace columns that already exist" in out
+    assert "redo items whose outputs already exist" not in out
+    assert "default: <--cond-root, else --audio-root>/.reports/s4_sidecar_add-" in out
+    assert "--drop NAME remove column NAME from every sidecar" in out

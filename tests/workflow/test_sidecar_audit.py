@@ -414,7 +414,7 @@ def test_audits_what_s3_and_s4_write(token_copy, tmp_path: Path, capsys) -> None
     n = len(discover(tokens, [".ecdc"]))
     assert "missing pitch, progress (has: none)" in out and f"{n} issue(s) in {n} file(s)" in out
 
-    assert s4_sidecar_add.main([*roots, "--producer", "from_filename", "--producer", "lin",
+    assert s4_sidecar_add.main([*roots, "--producer", "from_filename", "--filename-keys", "pitch", "--producer", "lin",
                                 "--lin", "progress=0:1", "--producer", "const", "--const", "gain=0.3"]) == 0
     png = tmp_path / "features.png"
     assert A.main([*base, "--require", "pitch,progress,gain", "--plot", str(png)]) == 0
