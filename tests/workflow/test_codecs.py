@@ -541,6 +541,28 @@ def test_offline_and_not_cached(monkeypatch, tmp_path):
     assert "--weights random" in msg  # 3. smoke test
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dead_proxy_is_detected_at_once(monkeypatch, tmp_path):
+    """Behind a proxy that does not answer, one quick probe instead of ~25 s of hub retries."""
+    from workflow.codecs.weights import _hub_unreachable
+
+    _isolate_hub(monkeypatch, tmp_path / "hf", offline=False)
+    for var in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    started = time.monotonic()
+    why = _hub_unreachable()
+    assert why is not None and "through the proxy" in why and "refused" in why
+    assert time.monotonic() - started < 5
+
+
 class _HubHandler(BaseHTTPRequestHandler):
     """Just enough of the Hub's HTTP API for `from_pretrained`: revision info and file resolve."""
 
