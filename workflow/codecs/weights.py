@@ -302,10 +302,28 @@ def _import_meta_encodec() -> Any:
     return MetaEncodecModel
 
 
-def _load_meta(spec: CodecSpec, weights: str | Path) -> tuple[Any, str]:
-    """Meta's ``encodec`` model (24/48 kHz) with pretrained, random or ``.th`` weights."""
+def _meta_checkpoint(spec: CodecSpec) -> Path:
+    """Meta's published checkpoint for ``spec`` in torch.hub's cache, downloaded if missing
+    (hash-checked, and unpickled with ``weights_only=True``: tensors only, no code)."""
     import torch
 
+    name = _META_CHECKPOINTS[spec.name]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not path.is_file():
+        if _hf_offline():
+            raise WeightsNotFoundError(_not_found_message(
+                spec, f"{_META_URL}{name}", f"{path} is not cached and offline mode is on"))
+        try:
+            torch.hub.load_state_dict_from_url(_META_URL + name, map_location="cpu", check_hash=True,
+                                               weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, hash mismatch, unsafe pickle
+            path.unlink(missing_ok=True)  # a file that is not a plain state dict is not kept
+            raise WeightsNotFoundError(_not_found_message(spec, _META_URL + name, str(exc))) from exc
+    return path
+
+
+def _load_meta(spec: CodecSpec, weights: str | Path) -> tuple[Any, str]:
+    """Meta's ``encodec`` model (24/48 kHz) with pretrained, random or ``.th`` weights."""
     if spec.name not in _META_CHECKPOINTS:
         raise UsageError(f"backend 'encodec' provides {', '.join(_META_CHECKPOINTS)} only, not {spec.name}; "
                          "use --backend transformers")
@@ -317,19 +335,7 @@ def _load_meta(spec: CodecSpec, weights: str | Path) -> tuple[Any, str]:
         with _seeded_random():
             _randomize_codebooks(model.eval(), spec)
         return model, "random"
-    if weights == "pretrained":
-        name = _META_CHECKPOINTS[spec.name]
-        path = Path(torch.hub.get_dir()) / "checkpoints" / name
-        if not path.is_file():
-            if _hf_offline():
-                raise WeightsNotFoundError(_not_found_message(
-                    spec, f"{_META_URL}{name}", f"{path} is not cached and offline mode is on"))
-            try:
-                torch.hub.load_state_dict_from_url(_META_URL + name, map_location="cpu", check_hash=True)
-            except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, hash mismatch
-                raise WeightsNotFoundError(_not_found_message(spec, _META_URL + name, str(exc))) from exc
-        weights = path
-    path = Path(weights)
+    path = _meta_checkpoint(spec) if weights == "pretrained" else Path(weights)
     if path.is_dir():
         raise UsageError(f"backend 'encodec' loads Meta .th checkpoints, not folders ({path}); "
                          "use --backend transformers for save_pretrained folders")
