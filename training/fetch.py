@@ -534,8 +534,46 @@ def _check_link(root: str, link_path: str, target: str, name: str, archive: Path
         )
 
 
+class _LinkGuard:
+    """Keeps every symlink an archive creates pointing where it was checked to point.
+
+    A link's target is walked one component at a time from the link's folder: it must stay inside
+    the root and may not pass *through* a link (only end on one). Every path walked is recorded,
+    and no later member may put a symlink there; so the lexical walk stays what the file system
+    resolves (``a -> x/y/../..``, then ``x -> .``, then ``y/`` would otherwise leave ``a`` pointing
+    at the root's parent).
+    """
+
+    def __init__(self, root: str, archive: Path):
+        self.root, self.archive = root, archive
+        self.walked: set[str] = set()
+
+    def _refuse(self, what: str) -> UnsafeArchiveError:
+        return UnsafeArchiveError(f"{self.archive}: {what}; the archive was refused and nothing "
+                                  "from it was kept (it may be corrupt or malicious)")
+
+    def add(self, link_path: str, target: str, name: str) -> None:
+        """Check symlink member ``name`` (to be created at ``link_path``) before it is created."""
+        _check_link(self.root, link_path, target, name, self.archive, "symlink")
+        if link_path in self.walked:
+            raise self._refuse(f"symlink member {name!r} would replace a path that an earlier "
+                               "link's target goes through")
+        pos, walked = os.path.dirname(link_path), []
+        parts = [p for p in target.replace("\\", "/").split("/") if p not in ("", ".")]
+        for i, part in enumerate(parts):
+            pos = os.path.dirname(pos) if part == ".." else os.path.join(pos, part)
+            if not _within(pos, self.root):
+                raise self._refuse(f"symlink member {name!r} -> {target!r} leaves the target folder")
+            if i < len(parts) - 1 and os.path.islink(pos):
+                raise self._refuse(f"symlink member {name!r} -> {target!r} passes through the link "
+                                   f"{os.path.relpath(pos, self.root)!r}")
+            walked.append(pos)
+        self.walked.update(walked)
+
+
 def _extract_zip(archive: Path, dest: Path, *, progress: bool) -> int:
     root = os.path.realpath(dest)
+    links = _LinkGuard(root, archive)
     count = 0
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
@@ -545,7 +583,7 @@ def _extract_zip(archive: Path, dest: Path, *, progress: bool) -> int:
             mode = (info.external_attr >> 16) & 0o177777
             if stat.S_ISLNK(mode):
                 link_to = zf.read(info).decode("utf-8", errors="strict")
-                _check_link(root, target, link_to, info.filename, archive, "symlink")
+                links.add(target, link_to, info.filename)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 os.symlink(link_to, target)
             elif info.is_dir():
@@ -565,6 +603,7 @@ def _extract_zip(archive: Path, dest: Path, *, progress: bool) -> int:
 
 def _extract_tar(archive: Path, dest: Path, *, progress: bool) -> int:
     root = os.path.realpath(dest)
+    links = _LinkGuard(root, archive)
     count = 0
     extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(archive, "r:*") as tf, tqdm(
@@ -573,7 +612,7 @@ def _extract_tar(archive: Path, dest: Path, *, progress: bool) -> int:
         for member in tf:
             target = _member_target(root, member.name, archive)
             if member.issym():
-                _check_link(root, target, member.linkname, member.name, archive, "symlink")
+                links.add(target, member.linkname, member.name)
             elif member.islnk():
                 link_target = _member_target(root, member.linkname, archive)
                 if not _within(link_target, root):

@@ -424,37 +424,13 @@ def encode_ecdc(
     if not _is_int(bits) or not 1 <= bits <= MAX_BITS:
         raise _fail(name, f"bits must be an int in [1, {MAX_BITS}], got {bits!r}", "")
     segs = _as_segments(segments, name)
-    if not segs:
-        raise _fail(name, "no segments given (pass one [K, 0] array for empty audio)", "")
-    k = int(segs[0].shape[0])
-    for i, s in enumerate(segs):
-        if s.shape[0] != k:
-            raise _fail(name, f"segment {i} has {s.shape[0]} codebooks, segment 0 has {k}", "")
-        if s.dtype.kind not in "iub":
-            raise _fail(name, f"segment {i} has non-integer dtype {s.dtype}", "")
-
-    meta: dict[str, Any] = {"m": model, "al": int(audio_length), "nc": k, "lm": False}
-    extra = dict(extra or {})
-    clash = [key for key in RESERVED_KEYS if key in extra]
-    if clash:
-        raise _fail(name, f"extra header keys {clash} are reserved", "pass them as arguments")
-    if "seg_frames" in extra:
-        raise _fail(name, "'seg_frames' is only used for legacy files", "describe the layout with seg/stride")
-    if "bits" in extra and extra["bits"] != bits:
-        raise _fail(name, f"extra['bits']={extra['bits']!r} disagrees with bits={bits}", "")
-    meta.update(extra)
-    table = META_MODELS.get(model)
-    if "bits" not in meta and (table is None or table.bits != bits):
-        meta["bits"] = bits
-    if "scaled" not in meta and table is None and scales is not None and any(x is not None for x in scales):
-        meta["scaled"] = True
+    meta, k = _encode_meta(segs, model, audio_length, bits, scales, extra, name)
     plan = _build_plan(meta, name)
     _check_meta_compatible(meta, plan, name)
 
-    if plan.num_segments == 0:
-        if any(s.shape[1] for s in segs):
-            raise _fail(name, "audio_length is 0 but codes were given", "")
-        segs = []
+    if plan.num_segments == 0 and any(s.shape[1] for s in segs):
+        raise _fail(name, "audio_length is 0 but codes were given", "")
+    segs = segs if plan.num_segments else []
     frames = [int(s.shape[1]) for s in segs]
     want = [r.frames for r in plan.runs for _ in range(r.count)]
     if frames != want:
@@ -491,6 +467,32 @@ def encode_ecdc(
         region[:, SCALE_BYTES * plan.scaled :] = _pack_rows(values, bits)
         pos += run.count * seg_len
     return out.tobytes()
+
+
+def _encode_meta(segs: list, model: str, audio_length: int, bits: int, scales, extra, name: str):
+    """``encode_ecdc``'s JSON header (Meta's keys, ``extra``, then bits/scaled if needed) and K."""
+    if not segs:
+        raise _fail(name, "no segments given (pass one [K, 0] array for empty audio)", "")
+    k = int(segs[0].shape[0])
+    for i, s in enumerate(segs):
+        if s.shape[0] != k:
+            raise _fail(name, f"segment {i} has {s.shape[0]} codebooks, segment 0 has {k}", "")
+        if s.dtype.kind not in "iub":
+            raise _fail(name, f"segment {i} has non-integer dtype {s.dtype}", "")
+    extra = dict(extra or {})
+    if clash := [key for key in RESERVED_KEYS if key in extra]:
+        raise _fail(name, f"extra header keys {clash} are reserved", "pass them as arguments")
+    if "seg_frames" in extra:
+        raise _fail(name, "'seg_frames' is only used for legacy files", "describe the layout with seg/stride")
+    if "bits" in extra and extra["bits"] != bits:
+        raise _fail(name, f"extra['bits']={extra['bits']!r} disagrees with bits={bits}", "")
+    meta: dict[str, Any] = {"m": model, "al": int(audio_length), "nc": k, "lm": False, **extra}
+    table = META_MODELS.get(model)
+    if "bits" not in meta and (table is None or table.bits != bits):
+        meta["bits"] = bits
+    if "scaled" not in meta and table is None and scales is not None and any(x is not None for x in scales):
+        meta["scaled"] = True
+    return meta, k
 
 
 def _scale_bytes(scales: Sequence[float | None] | None, plan: _Plan, n: int, name: str) -> np.ndarray:

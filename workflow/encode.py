@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow import audio, ecdc
+from workflow.codecs.weights import weights_match
 from workflow.dist import DistInfo
 from workflow.errors import EcdcFormatError
 from workflow.files import discover, mirror_path, relative_key, select_shard
@@ -37,7 +38,7 @@ def output_problem(path: Path, codec_name: str | None = None, num_codebooks: int
                    weights: str | None = None) -> str | None:
     """Why ``path`` is not a finished output (``None`` when it is): missing, corrupt, or made with
     another codec, codebook count or weights (a smoke run with random weights must not make the
-    real run skip everything)."""
+    real run skip everything). ``--dry-run`` and ``--list-missing`` apply this same test."""
     if not path.exists():
         return "missing"
     try:
@@ -52,7 +53,7 @@ def output_problem(path: Path, codec_name: str | None = None, num_codebooks: int
         return f"made with codec {header.model}"
     if num_codebooks is not None and header.num_codebooks != num_codebooks:
         return f"has {header.num_codebooks} codebooks, {num_codebooks} requested"
-    if weights is not None and header.meta.get("weights") != weights:
+    if not weights_match(header.meta.get("weights"), weights):
         return f"made with weights {header.meta.get('weights')!r}, not {weights!r}"
     return None
 
@@ -224,11 +225,13 @@ def build_items(in_root: Path, out_root: Path, extensions, suffix: str, recursiv
             for p in discover(in_root, extensions, recursive=recursive)]
 
 
-def list_missing(items: list[WorkItem], out_root: Path, suffix: str,
-                 codec_name: str) -> tuple[list[tuple[WorkItem, str]], list[Path]]:
-    """(items without a valid output and why, outputs without an input): ``--list-missing``."""
+def list_missing(items: list[WorkItem], out_root: Path, suffix: str, codec_name: str,
+                 num_codebooks: int | None = None,
+                 weights: str | None = None) -> tuple[list[tuple[WorkItem, str]], list[Path]]:
+    """(items without a valid output and why, outputs without an input): ``--list-missing``,
+    by the real run's test (:func:`output_problem` with the expected codebooks and weights)."""
     missing = [(it, why) for it in items
-               if (why := output_problem(it.dst, codec_name)) is not None]
+               if (why := output_problem(it.dst, codec_name, num_codebooks, weights)) is not None]
     return missing, orphan_outputs(out_root, items, suffix)
 
 
@@ -239,13 +242,15 @@ def rank_device(device: str, dist: DistInfo) -> str:
     return device
 
 
-def plan_items(runner: Runner, items: list[WorkItem], codec_name: str, device: str) -> RunReport:
-    """``--dry-run``: what would be encoded (still fails early on a bad ``device``)."""
+def plan_items(runner: Runner, items: list[WorkItem], codec_name: str, device: str,
+               num_codebooks: int | None = None, weights: str | None = None) -> RunReport:
+    """``--dry-run``: what the real run would encode, by its test (still fails early on a bad
+    ``device``)."""
     from workflow.codecs import resolve_device
 
     resolve_device(device)
-    return runner.pipeline(items, lambda it: None, None,
-                           is_done=lambda it: output_problem(it.dst, codec_name) is None)
+    return runner.pipeline(items, lambda it: None, None, is_done=lambda it: output_problem(
+        it.dst, codec_name, num_codebooks, weights) is None)
 
 
 def encode_items(runner: Runner, items: list[WorkItem], codec,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from workflow import hfdata
 from workflow.errors import UsageError
+from workflow.hfdata.schema import SOURCES
 from workflow.inspection import describe_dataset, show_rows, verify_split
 from workflow.runner import run_cli, setup_logging
-from workflow.torchdata import SOURCES, TokenCondDataset
 
 MAX_LISTED_FAILURES = 50
 
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if meta.get("weights") == "random":
         print("WARNING: tokens were made with RANDOM codec weights; only good for smoke tests")
+    from workflow.torchdata import TokenCondDataset  # torch: seconds, so not for --help
+
     loaders = {s: TokenCondDataset(root, s, normalize_cond=False, source=args.source) for s in names}
     if args.show:
         for s in names:

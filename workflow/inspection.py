@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from workflow.errors import WorkflowError
-from workflow.torchdata import TokenCondDataset
+
+if TYPE_CHECKING:  # torch is imported by the caller, not by `wf-inspect --help`
+    from workflow.torchdata import TokenCondDataset
 
 
 def _fmt(v: Any) -> str:

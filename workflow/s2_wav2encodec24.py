@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _expected(spec, args: argparse.Namespace) -> tuple[int, str | None]:
+    """The codebooks and weights provenance the real run would write: ``--list-missing`` and
+    ``--dry-run`` judge existing outputs by them, as the real run does."""
+    from workflow.codecs.weights import expected_weights_id
+
+    return spec.codebooks_for(args.bandwidth), expected_weights_id(spec.name, args.weights, args.backend)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"no audio files with extensions {' '.join(args.extensions)} under {args.input}")
 
     if args.list_missing:
-        missing, orphans = list_missing(items, args.output, args.suffix, spec.name)
+        missing, orphans = list_missing(items, args.output, args.suffix, spec.name, *_expected(spec, args))
         for it, why in missing:
             print(f"missing\t{it.key}\t{why}")
         for p in orphans:
@@ -100,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(STAGE, options, params)
 
     if options.dry_run:
-        report = plan_items(runner, items, spec.name, device)
+        report = plan_items(runner, items, spec.name, device, *_expected(spec, args))
         print_report(report, options)
         return 0
 
+    print(f"loading codec {spec.name} ({args.weights} weights, backend {args.backend}, device {device}); "
+          "this can take a minute…", file=sys.stderr, flush=True)
     codec = load_codec(spec.name, weights=args.weights, device=device, bandwidth=args.bandwidth,
                        backend=args.backend, max_chunk_seconds=args.max_chunk_seconds)
     if codec.weights_id == "random":

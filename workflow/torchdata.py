@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from . import hfdata
 from .ecdc import read_ecdc
 from .errors import DatasetError
+from .hfdata.schema import SOURCES
 from .sidecar import read_sidecar
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ PAD_ID = -100
 #: Sidecars at least this big are memory-mapped (only the window's pages are touched when they are
 #: float32); smaller ones are read whole, which is about twice as fast as setting up a mapping.
 MMAP_MIN_BYTES = 1 << 20
-SOURCES = ("auto", "embedded", "files")
 CODES_COLUMN = "codes"
 COND_COLUMN = "cond_values"
 

@@ -541,6 +541,65 @@ def test_offline_and_not_cached(monkeypatch, tmp_path):
     assert "--weights random" in msg  # 3. smoke test
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dead_proxy_is_detected_at_once(monkeypatch, tmp_path):
+    """Behind a proxy that does not answer, one quick probe instead of ~25 s of hub retries."""
+    from workflow.codecs.weights import _hub_unreachable
+
+    _isolate_hub(monkeypatch, tmp_path / "hf", offline=False)
+    for var in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    started = time.monotonic()
+    why = _hub_unreachable()
+    assert why is not None and "through the proxy" in why and "refused" in why
+    assert time.monotonic() - started < 5
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("evil", [False, True], ids=["state-dict", "code-in-pickle"])
+def test_meta_checkpoint_download_loads_tensors_only(evil, monkeypatch, tmp_path):
+    """Meta's checkpoint is fetched with torch.hub (hash-checked) and unpickled with weights_only."""
+    from tests.http_range_server import serve
+    from workflow.codecs import weights
+
+    marker = tmp_path / "code-ran"
+    state = {"w": torch.arange(3.0)} | ({"x": _RunsCodeWhenUnpickled(marker)} if evil else {})
+    torch.save(state, tmp_path / "ckpt.th")
+    data = (tmp_path / "ckpt.th").read_bytes()
+    name = f"encodec_24khz-{hashlib.sha256(data).hexdigest()[:8]}.th"  # torch.hub checks this prefix
+    _isolate_hub(monkeypatch, tmp_path / "hf", offline=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setitem(weights._META_CHECKPOINTS, "encodec_24khz", name)
+    with serve() as server:
+        server.state.files["/encodec/v0/" + name] = data
+        monkeypatch.setattr(weights, "_META_URL", server.url("/encodec/v0/"))
+        if evil:
+            with pytest.raises(WeightsNotFoundError, match="(?i)weights_only|unpickl"):
+                weights._meta_checkpoint(codecs.get_spec("encodec_24khz"))
+        else:
+            path = weights._meta_checkpoint(codecs.get_spec("encodec_24khz"))
+            assert path == tmp_path / "torch" / "hub" / "checkpoints" / name
+            assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3.0))
+    assert not marker.exists()  # the pickle's code never ran
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / name).exists() is not evil
+
+
 class _HubHandler(BaseHTTPRequestHandler):
     """Just enough of the Hub's HTTP API for `from_pretrained`: revision info and file resolve."""
 

@@ -63,3 +63,13 @@ def test_cli_as_a_file_and_errors(built, tmp_path):
     assert "features (3;" in res.stdout and "split 'train' (files)" in res.stdout
     assert run_cli(inspect_dataset.main, ["--hf-ds", str(tmp_path / "nothing")]) == 1
     assert run_cli(inspect_dataset.main, ["--hf-ds", str(built["plain"]), "--split", "nope"]) == 2
+
+
+def test_help_does_not_import_torch():
+    """`wf-inspect --help` answers without importing torch (it took ~19 s with torch)."""
+    code = ("import sys\nfrom workflow import inspect_dataset\ntry:\n"
+            "    inspect_dataset.main(['--help'])\nexcept SystemExit as exc:\n"
+            "    assert exc.code == 0\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert "--source" in out.stdout and "{auto,embedded,files}" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ from workflow.s2_wav2encodec24 import DistInfo, dist_info, effective_shard, main
 
 from .conftest import write
 
+REPO = Path(__file__).resolve().parents[2]
 LENGTHS = {"a/x.wav": 24000, "a/b/y é.wav": 17_777, "z.wav": 9_601, "w.wav": 30_000}
 
 
@@ -156,12 +161,74 @@ def test_weights_from_save_pretrained_folder(norm_tree: Path, tmp_path: Path, co
     assert h.meta["weights"].startswith("sha256:")
 
 
-def test_outputs_from_other_weights_are_redone(norm_tree: Path, tmp_path: Path, codec) -> None:
+def test_outputs_from_other_weights_are_redone(norm_tree: Path, tmp_path: Path, codec, capsys) -> None:
     out = tmp_path / "tok"
     assert _run(str(norm_tree), str(out)) == 0  # a smoke run with random weights…
     folder = tmp_path / "enc24"
     codec.model.save_pretrained(folder)
-    rc = run_cli(main, [str(norm_tree), str(out), "--weights", str(folder), "--device", "cpu", "--no-progress"])
-    assert rc == 0
+    with_folder = [str(norm_tree), str(out), "--weights", str(folder), "--device", "cpu", "--no-progress"]
+    capsys.readouterr()
+    assert run_cli(main, [*with_folder, "--dry-run"]) == 0  # the dry run says what the real run does
+    assert "4 to process, 0 already done" in capsys.readouterr().out
+    assert run_cli(main, with_folder) == 0
     assert _last_report(out)["counts"]["ok"] == 4  # …does not make the real run skip everything
     assert all(ecdc.read_ecdc_header(p).meta["weights"].startswith("sha256:") for p in out.rglob("*.ecdc"))
+    capsys.readouterr()
+    assert run_cli(main, [*with_folder, "--dry-run"]) == 0
+    assert "0 to process, 4 already done" in capsys.readouterr().out
+
+
+def test_dry_run_and_list_missing_judge_outputs_like_the_real_run(norm_tree: Path, tmp_path: Path,
+                                                                   monkeypatch, capsys) -> None:
+    """Issue 13 item 4: after a --weights random run, the pretrained dry run must not say 'done'."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # pretrained weights are not cached: no download tried
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    out = tmp_path / "tok"
+    assert _run(str(norm_tree), str(out)) == 0
+    capsys.readouterr()
+    assert _run(str(norm_tree), str(out), "--dry-run") == 0
+    assert "0 to process, 4 already done" in capsys.readouterr().out
+    base = [str(norm_tree), str(out), "--device", "cpu", "--no-progress"]
+    assert run_cli(main, [*base, "--dry-run"]) == 0  # default weights: pretrained
+    assert "4 to process, 0 already done" in capsys.readouterr().out
+    assert run_cli(main, [*base, "--list-missing"]) == 0
+    text = capsys.readouterr().out
+    assert "missing\ta/x.wav\tmade with weights 'random', not 'facebook/encodec_24khz'" in text
+    assert "0 of 4 inputs have a valid output" in text
+    assert run_cli(main, [*base, "--weights", "random", "--bandwidth", "12", "--dry-run"]) == 0
+    assert "4 to process, 0 already done" in capsys.readouterr().out  # 16 codebooks, not 8
+    assert run_cli(main, [*base, "--weights", "random", "--bandwidth", "12", "--list-missing"]) == 0
+    assert "has 8 codebooks, 16 requested" in capsys.readouterr().out
+
+
+def _s2_subprocess(tmp_path: Path, env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    """s2 with its default (pretrained) weights in a fresh process, with an empty HF_HOME."""
+    write(tmp_path / "in" / "a.wav", tone(50, 0.4, 0.1, 24000, 1), 24000)
+    full = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.startswith("HF_")}
+    full.update(HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO), **env)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "workflow.s2_wav2encodec24", str(tmp_path / "in"),
+                           str(tmp_path / "out"), "--device", "cpu"],
+                          capture_output=True, text=True, env=full, cwd=REPO, timeout=300)
+    return proc, time.monotonic() - started
+
+
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HTTPS_PROXY": "dead"}], ids=["offline", "dead-proxy"])
+def test_no_network_fails_fast_after_saying_it_loads(tmp_path: Path, env: dict) -> None:
+    """Issue 13 item 16: a progress line before the codec loads, then the clear error at once
+    (a dead proxy used to cost ~25 s of hub retries and a generic error)."""
+    from .test_codecs import _closed_port
+
+    if env.get("HTTPS_PROXY") == "dead":
+        env = {"HTTPS_PROXY": f"http://127.0.0.1:{_closed_port()}"}
+    proc, seconds = _s2_subprocess(tmp_path, env)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    loading = [i for i, line in enumerate(lines) if line.startswith("loading codec encodec_24khz (pretrained")]
+    error = [i for i, line in enumerate(lines) if line.startswith("error: weights for codec encodec_24khz")]
+    assert loading and error and loading[0] < error[0], proc.stderr
+    assert "--weights random" in proc.stderr and "huggingface-cli download" in proc.stderr
+    assert ("offline mode" if "HF_HUB_OFFLINE" in env else "through the proxy") in proc.stderr
+    assert seconds < 120  # imports only; no retries (the old dead-proxy run spent ~25 s in them)
+    assert not list((tmp_path / "out").rglob("*.ecdc"))

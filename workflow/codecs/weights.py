@@ -107,19 +107,19 @@ def _folder_weight_files(folder: Path) -> list[Path]:
 def _hub_unreachable(timeout: float = 3.0) -> str | None:
     """Why the hub endpoint cannot be reached (``None`` if a TCP connection opens).
 
-    One quick connect instead of huggingface_hub's ~20 s of retries when there is no network.
+    One quick connect instead of huggingface_hub's ~20 s of retries when there is no network;
+    behind a proxy, one quick HEAD request through it (a dead proxy cost ~25 s of retries).
     """
     import socket
     from urllib.parse import urlsplit
-
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
-        return None  # through a proxy a direct connect proves nothing; let the hub client try
 
     try:
         from huggingface_hub import constants
         endpoint = constants.ENDPOINT
     except Exception:  # noqa: BLE001
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return _unreachable_via_proxy(endpoint, timeout)
     url = urlsplit(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
@@ -127,6 +127,24 @@ def _hub_unreachable(timeout: float = 3.0) -> str | None:
             return None
     except OSError as exc:
         return f"cannot reach {endpoint} ({exc})"
+
+
+def _unreachable_via_proxy(endpoint: str, timeout: float) -> str | None:
+    """Why ``endpoint`` cannot be reached through the environment's proxy (``None``: it answered)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError as exc:  # an answer; from the proxy itself when it refuses
+        return f"cannot reach {endpoint} through the proxy (HTTP {exc.code})" \
+            if exc.code in (403, 407) or exc.code >= 500 else None
+    except (OSError, ValueError) as exc:  # URLError, timeouts, a malformed proxy URL
+        if isinstance(getattr(exc, "reason", exc), ssl.SSLError):
+            return None  # reached something; certificates are the hub client's business
+        return f"cannot reach {endpoint} through the proxy ({getattr(exc, 'reason', exc)})"
+    return None
 
 
 def _load_pretrained(spec: CodecSpec, repo_id: str) -> tuple[Any, str]:
@@ -284,10 +302,28 @@ def _import_meta_encodec() -> Any:
     return MetaEncodecModel
 
 
-def _load_meta(spec: CodecSpec, weights: str | Path) -> tuple[Any, str]:
-    """Meta's ``encodec`` model (24/48 kHz) with pretrained, random or ``.th`` weights."""
+def _meta_checkpoint(spec: CodecSpec) -> Path:
+    """Meta's published checkpoint for ``spec`` in torch.hub's cache, downloaded if missing
+    (hash-checked, and unpickled with ``weights_only=True``: tensors only, no code)."""
     import torch
 
+    name = _META_CHECKPOINTS[spec.name]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not path.is_file():
+        if _hf_offline():
+            raise WeightsNotFoundError(_not_found_message(
+                spec, f"{_META_URL}{name}", f"{path} is not cached and offline mode is on"))
+        try:
+            torch.hub.load_state_dict_from_url(_META_URL + name, map_location="cpu", check_hash=True,
+                                               weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, hash mismatch, unsafe pickle
+            path.unlink(missing_ok=True)  # a file that is not a plain state dict is not kept
+            raise WeightsNotFoundError(_not_found_message(spec, _META_URL + name, str(exc))) from exc
+    return path
+
+
+def _load_meta(spec: CodecSpec, weights: str | Path) -> tuple[Any, str]:
+    """Meta's ``encodec`` model (24/48 kHz) with pretrained, random or ``.th`` weights."""
     if spec.name not in _META_CHECKPOINTS:
         raise UsageError(f"backend 'encodec' provides {', '.join(_META_CHECKPOINTS)} only, not {spec.name}; "
                          "use --backend transformers")
@@ -299,19 +335,7 @@ def _load_meta(spec: CodecSpec, weights: str | Path) -> tuple[Any, str]:
         with _seeded_random():
             _randomize_codebooks(model.eval(), spec)
         return model, "random"
-    if weights == "pretrained":
-        name = _META_CHECKPOINTS[spec.name]
-        path = Path(torch.hub.get_dir()) / "checkpoints" / name
-        if not path.is_file():
-            if _hf_offline():
-                raise WeightsNotFoundError(_not_found_message(
-                    spec, f"{_META_URL}{name}", f"{path} is not cached and offline mode is on"))
-            try:
-                torch.hub.load_state_dict_from_url(_META_URL + name, map_location="cpu", check_hash=True)
-            except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, hash mismatch
-                raise WeightsNotFoundError(_not_found_message(spec, _META_URL + name, str(exc))) from exc
-        weights = path
-    path = Path(weights)
+    path = _meta_checkpoint(spec) if weights == "pretrained" else Path(weights)
     if path.is_dir():
         raise UsageError(f"backend 'encodec' loads Meta .th checkpoints, not folders ({path}); "
                          "use --backend transformers for save_pretrained folders")
@@ -324,6 +348,45 @@ def _load_meta(spec: CodecSpec, weights: str | Path) -> tuple[Any, str]:
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def expected_weights_id(name: str = DEFAULT_CODEC, weights: str | os.PathLike = "pretrained",
+                        backend: str = "transformers") -> str | None:
+    """The provenance :func:`load_codec` would record, found without loading a model (for s2's
+    ``--dry-run``/``--list-missing``). A hub id without ``@commit`` means "not cached yet" (any
+    commit of that repo matches, see :func:`weights_match`); ``None``: not knowable before loading."""
+    spec = get_spec(name)
+    w = os.fspath(weights) if isinstance(weights, os.PathLike) else str(weights)
+    if w == "random":
+        return "random"
+    if backend == "encodec":
+        path = (Path(_torch_hub_dir()) / "checkpoints" / _META_CHECKPOINTS.get(spec.name, "?")
+                if w == "pretrained" else Path(w))
+        return "sha256:" + _hash_files([path]) if path.is_file() else None
+    path = Path(w).expanduser()
+    if w == "pretrained" or (not path.exists() and _HUB_ID.match(w) and not w.startswith((".", "/"))):
+        repo = spec.hub_id if w == "pretrained" else w
+        commit = _hub_commit(repo, _hf_cache_dir())
+        return f"{repo}@{commit}" if commit else repo
+    if path.is_dir() and (path / "config.json").is_file():
+        return "sha256:" + _hash_files(_folder_weight_files(path))
+    return "sha256:" + _hash_files([path]) if path.is_file() else None
+
+
+def weights_match(recorded: Any, expected: str | None) -> bool:
+    """Whether a file's recorded ``weights`` is ``expected`` (``None``: anything; a bare hub id:
+    any commit of that repo)."""
+    if expected is None or recorded == expected:
+        return True
+    bare_hub_id = "@" not in expected and not expected.startswith("sha256:") and expected != "random"
+    return bare_hub_id and isinstance(recorded, str) and recorded.startswith(expected + "@")
+
+
+def _torch_hub_dir() -> str:
+    """torch.hub's folder (``$TORCH_HOME/hub``) without importing torch."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
+    return os.path.join(os.path.expanduser(torch_home), "hub")
 
 
 def load_codec(

@@ -29,6 +29,8 @@ REPORTS_DIR = ".reports"
 FORMAT_NAME = "enc-hf-workflow token dataset"
 FORMAT_VERSION = 1
 MATERIALIZE_MODES = ("link", "copy", "none")
+#: Where a reader takes arrays from (``TokenCondDataset(source=...)``, ``wf-inspect --source``).
+SOURCES = ("auto", "embedded", "files")
 DEFAULT_RATIOS = "train=0.9,valid=0.05,test=0.05"
 
 #: Column name → datasets dtype, in the order they are written. ``wav`` only with a wav root,
