@@ -256,15 +256,15 @@ def test_float16_rounding_is_not_a_range_violation(tree) -> None:
     info = S.FeatureInfo(units="lin", min=0.0, max=0.3, range_from="producer")
     S.write_sidecar(tree["npy"], S.merge_features(sc, {"gain": (gain, info)}))
     assert float(np.load(tree["npy"])[:, 2].max()) > 0.3  # the naive comparison would fire
-    assert by_file(audit(tokens, verify_ranges=True)) == {}
+    assert by_file(audit(tokens, verify_ranges=True)) == {key: {"mixed_features"}}  # only it has gain
 
     gain[10] = 0.31
     S.write_sidecar(tree["npy"], S.merge_features(sc, {"gain": (gain, info)}))
     result = audit(tokens, verify_ranges=True)
-    assert by_file(result) == {key: {"range_above_max"}}
+    assert by_file(result) == {key: {"range_above_max", "mixed_features"}}
     assert "gain" in result.issues[0].detail and "frame 10" in result.issues[0].detail
-    assert by_file(audit(tokens, verify_ranges=True, range_tol=0.02)) == {}
-    assert by_file(audit(tokens, verify_ranges=False)) == {}
+    assert by_file(audit(tokens, verify_ranges=True, range_tol=0.02)) == {key: {"mixed_features"}}
+    assert by_file(audit(tokens, verify_ranges=False)) == {key: {"mixed_features"}}
 
 
 def test_fps_against_expectation_and_float32_tree(tree) -> None:
@@ -414,7 +414,8 @@ def test_audits_what_s3_and_s4_write(token_copy, tmp_path: Path, capsys) -> None
     n = len(discover(tokens, [".ecdc"]))
     assert "missing pitch, progress (has: none)" in out and f"{n} issue(s) in {n} file(s)" in out
 
-    assert s4_sidecar_add.main([*roots, "--producer", "from_filename", "--producer", "lin",
+    assert s4_sidecar_add.main([*roots, "--producer", "from_filename", "--filename-keys", "pitch",
+                                "--producer", "lin",
                                 "--lin", "progress=0:1", "--producer", "const", "--const", "gain=0.3"]) == 0
     png = tmp_path / "features.png"
     assert A.main([*base, "--require", "pitch,progress,gain", "--plot", str(png)]) == 0
