@@ -63,3 +63,24 @@ def test_cli_as_a_file_and_errors(built, tmp_path):
     assert "features (3;" in res.stdout and "split 'train' (files)" in res.stdout
     assert run_cli(inspect_dataset.main, ["--hf-ds", str(tmp_path / "nothing")]) == 1
     assert run_cli(inspect_dataset.main, ["--hf-ds", str(built["plain"]), "--split", "nope"]) == 2
+
+
+def test_verify_on_a_dataset_copied_without_its_sources_says_how_to_fix(token_copy, capsys):
+    """Issue 13 item 6: `cp -r` of a link dataset alone breaks every row; --verify says why and
+    gives commands that fix it."""
+    from workflow.hfdata import build_dataset
+
+    src = token_copy["root"] / "proj"
+    src.mkdir()
+    shutil.move(str(token_copy["tokens"]), str(src / "ecdc"))
+    build_dataset(src / "ecdc", src / "hf_dataset", workers=1)
+    elsewhere = token_copy["root"] / "far" / "away"
+    shutil.copytree(src / "hf_dataset", elsewhere, symlinks=True)  # what `cp -r` does
+    rc = run_cli(inspect_dataset.main, [str(elsewhere), "--verify", "--show", "0", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "verify: 0 rows OK, 7 failed" in out
+    assert "how to fix" in out and "7 link(s) here point at nothing" in out
+    assert "it expects ../ecdc" in out and "--materialize copy" in out and "cp -rL" in out
+    shutil.copytree(src / "hf_dataset", token_copy["root"] / "self", symlinks=False)  # `cp -rL`
+    assert run_cli(inspect_dataset.main, [str(token_copy["root"] / "self"), "--verify", "--show", "0",
+                                          "--no-progress"]) == 0
