@@ -13,6 +13,7 @@ import functools
 import io
 import json
 import math
+import shlex
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,8 @@ STAGE = "sidecar_audit"
 ISSUE_TYPES: tuple[str, ...] = (
     "bad_ecdc", "missing_sidecar", "orphan_sidecar", "bad_sidecar", "bad_shape", "frame_mismatch",
     "dtype_mismatch", "fps_mismatch", "duplicate_names", "missing_features", "non_finite",
-    "range_below_min", "range_above_max", "stats_mismatch", "audit_error",
+    "range_below_min", "range_above_max", "stats_mismatch", "mixed_codec", "mixed_features",
+    "audit_error",
 )
 HIST_BINS = 50
 
@@ -220,23 +222,79 @@ def _check_ranges(name: str, col: np.ndarray, info: sc_mod.FeatureInfo, dtype: s
                                     f"value is {_fmt(stored_hi)}; re-run wf-sidecar-add to refresh stats")
 
 
+def _check_array(arr: np.ndarray, npy_path: Path, jname: str, meta: dict | None,
+                 declared: list[str] | None, header: Any, cfg: AuditConfig, issue) -> bool:
+    """dtype, shape and frame checks of a loaded sidecar array; False if it is not float at all."""
+    dtype = str(arr.dtype)
+    if dtype not in sc_mod.DTYPES:
+        issue("dtype_mismatch", f"{npy_path.name}: array dtype {dtype} is not a sidecar storage type "
+                                f"({'/'.join(sc_mod.DTYPES)}); rewrite it with wf-sidecar-add")
+        if arr.dtype.kind != "f":
+            return False
+    elif cfg.expect_dtype is not None and dtype != cfg.expect_dtype:
+        issue("dtype_mismatch", f"{npy_path.name}: array is {dtype}, expected {cfg.expect_dtype} "
+                                "(--expect-dtype)")
+    if meta is not None and meta.get("dtype") is not None and meta["dtype"] != dtype:
+        issue("dtype_mismatch", f"{jname} says dtype {meta['dtype']!r} but the array is {dtype}")
+    if arr.ndim != 2:
+        issue("bad_shape", f"{npy_path.name}: array has shape {tuple(arr.shape)}, expected [T, D]")
+    elif declared is not None and arr.shape[1] != len(declared):
+        issue("bad_shape", f"{npy_path.name}: array has {arr.shape[1]} column(s) but the metadata "
+                           f"names {len(declared)} feature(s) ({', '.join(declared) or 'none'})")
+    if arr.ndim >= 1:
+        rows = int(arr.shape[0])
+        if header is not None and rows != header.num_frames:
+            issue("frame_mismatch", f"{npy_path.name}: {rows} rows but the token file has "
+                                    f"{header.num_frames} frames; re-run wf-sidecar-init --overwrite")
+        frames = meta.get("frames") if meta is not None else None
+        if frames is not None and frames != rows:
+            issue("frame_mismatch", f"{jname} says {frames} frames but the array has {rows} rows")
+    return True
+
+
+def _feature_facts(arr: np.ndarray, meta: dict, cfg: AuditConfig, issue) -> dict[str, dict[str, Any]]:
+    """Per feature of a well-formed sidecar: non-finite and range checks, and the facts to sum."""
+    features: dict[str, dict[str, Any]] = {}
+    for i, (name, info) in enumerate(meta["features"].items()):
+        col = arr[:, i]
+        bad = ~np.isfinite(col)
+        if bad.any():
+            issue("non_finite", f"{name}: {int(bad.sum())} NaN/Inf value(s), first at frame "
+                                f"{_first_index(bad)}")
+        if cfg.verify_ranges:
+            _check_ranges(name, col, info, str(arr.dtype), cfg, issue)
+        finite = col[~bad]
+        producer = (info.range_from == "producer" and info.min is not None and info.max is not None)
+        features[name] = {
+            "units": info.units, "n": int(finite.size),
+            "lo": float(finite.min()) if finite.size else 0.0,
+            "hi": float(finite.max()) if finite.size else 0.0,
+            "range": [info.min, info.max] if producer else None,
+        }
+    return features
+
+
 def audit_file(ecdc_path: Path, npy_path: Path, cfg: AuditConfig) -> dict[str, Any]:
     """Check one token file and its sidecar pair; never raises for a bad file.
 
     Returns ``{"issues": [[issue, detail], ...], "features": {name: {units, n, lo, hi, range}},
-    "plottable": bool}`` (plain data: it crosses process boundaries).
+    "plottable": bool, "names": [feature, ...] | None, "layout": [codec, fps, sr, K] | None}``
+    (plain data: it crosses process boundaries; names and layout feed the cross-file checks).
     """
     issues: list[list[str]] = []
-    features: dict[str, dict[str, Any]] = {}
-    out = {"issues": issues, "features": features, "plottable": False}
+    out: dict[str, Any] = {"issues": issues, "features": {}, "plottable": False, "names": None,
+                           "layout": None}
 
     def issue(kind: str, detail: str) -> None:
         issues.append([kind, detail])
 
     header = _check_ecdc(ecdc_path, issue)
-    if header is not None and cfg.expect_fps is not None and not _same_fps(header.fps, cfg.expect_fps):
-        issue("fps_mismatch", f"token file is {_fmt(header.fps)} fps, expected {_fmt(cfg.expect_fps)} "
-                              "(--expect-fps)")
+    if header is not None:
+        out["layout"] = [header.model, round(float(header.fps), 6), int(header.sample_rate),
+                         int(header.num_codebooks)]
+        if cfg.expect_fps is not None and not _same_fps(header.fps, cfg.expect_fps):
+            issue("fps_mismatch", f"token file is {_fmt(header.fps)} fps, expected "
+                                  f"{_fmt(cfg.expect_fps)} (--expect-fps)")
     jpath = sc_mod.json_path_for(npy_path)
     missing = [p.name for p in (npy_path, jpath) if not p.is_file()]
     if missing:
@@ -251,40 +309,14 @@ def audit_file(ecdc_path: Path, npy_path: Path, cfg: AuditConfig) -> dict[str, A
                              "and re-run wf-sidecar-init / wf-sidecar-add")
         arr = None
     if meta is not None:
+        out["names"] = list(meta["features"])
         _check_fps(meta, header, cfg, jpath.name, issue)
         absent = [n for n in cfg.require if n not in meta["features"]]
         if absent:
             have = ", ".join(meta["features"]) or "none"
             issue("missing_features", f"missing {', '.join(absent)} (has: {have})")
-    if arr is None:
+    if arr is None or not _check_array(arr, npy_path, jpath.name, meta, declared, header, cfg, issue):
         return out
-
-    dtype = str(arr.dtype)
-    if dtype not in sc_mod.DTYPES:
-        issue("dtype_mismatch", f"{npy_path.name}: array dtype {dtype} is not a sidecar storage type "
-                                f"({'/'.join(sc_mod.DTYPES)}); rewrite it with wf-sidecar-add")
-        if arr.dtype.kind != "f":
-            return out
-    elif cfg.expect_dtype is not None and dtype != cfg.expect_dtype:
-        issue("dtype_mismatch", f"{npy_path.name}: array is {dtype}, expected {cfg.expect_dtype} "
-                                "(--expect-dtype)")
-    if meta is not None and meta.get("dtype") is not None and meta["dtype"] != dtype:
-        issue("dtype_mismatch", f"{jpath.name} says dtype {meta['dtype']!r} but the array is {dtype}")
-
-    if arr.ndim != 2:
-        issue("bad_shape", f"{npy_path.name}: array has shape {tuple(arr.shape)}, expected [T, D]")
-    elif declared is not None and arr.shape[1] != len(declared):
-        issue("bad_shape", f"{npy_path.name}: array has {arr.shape[1]} column(s) but the metadata "
-                           f"names {len(declared)} feature(s) ({', '.join(declared) or 'none'})")
-    if arr.ndim >= 1:
-        rows = int(arr.shape[0])
-        if header is not None and rows != header.num_frames:
-            issue("frame_mismatch", f"{npy_path.name}: {rows} rows but the token file has "
-                                    f"{header.num_frames} frames; re-run wf-sidecar-init --overwrite")
-        frames = meta.get("frames") if meta is not None else None
-        if frames is not None and frames != rows:
-            issue("frame_mismatch", f"{jpath.name} says {frames} frames but the array has {rows} rows")
-
     shaped = (arr.ndim == 2 and meta is not None and declared is not None
               and arr.shape[1] == len(declared) == len(meta["features"]))
     if not shaped:
@@ -292,25 +324,49 @@ def audit_file(ecdc_path: Path, npy_path: Path, cfg: AuditConfig) -> dict[str, A
         if bad.any():
             issue("non_finite", f"{npy_path.name}: {int(bad.sum())} NaN/Inf value(s)")
         return out
-
     out["plottable"] = True
-    for i, (name, info) in enumerate(meta["features"].items()):
-        col = arr[:, i]
-        bad = ~np.isfinite(col)
-        if bad.any():
-            issue("non_finite", f"{name}: {int(bad.sum())} NaN/Inf value(s), first at frame "
-                                f"{_first_index(bad)}")
-        if cfg.verify_ranges:
-            _check_ranges(name, col, info, dtype, cfg, issue)
-        finite = col[~bad]
-        producer = (info.range_from == "producer" and info.min is not None and info.max is not None)
-        features[name] = {
-            "units": info.units, "n": int(finite.size),
-            "lo": float(finite.min()) if finite.size else 0.0,
-            "hi": float(finite.max()) if finite.size else 0.0,
-            "range": [info.min, info.max] if producer else None,
-        }
+    out["features"] = _feature_facts(arr, meta, cfg, issue)
     return out
+
+
+def _consistency_issues(infos: Mapping[str, Mapping[str, Any]], audio_root: Path,
+                        cond_root: Path | None) -> list[Issue]:
+    """Across files: one codec layout and one feature list (what wf-build-dataset requires).
+
+    Files that differ from the most common layout / list get ``mixed_codec`` / ``mixed_features``.
+    """
+    out: list[Issue] = []
+    layouts = Counter(tuple(i["layout"]) for i in infos.values() if i.get("layout"))
+    if len(layouts) > 1:
+        ref, n = layouts.most_common(1)[0]
+        for key, i in infos.items():
+            if i.get("layout") and tuple(i["layout"]) != ref:
+                out.append(Issue(key, "mixed_codec", f"tokens are {_layout(i['layout'])} but {n} of "
+                                 f"{sum(layouts.values())} files are {_layout(ref)}; re-encode it with s2"))
+    lists = Counter(tuple(i["names"]) for i in infos.values() if i.get("names") is not None)
+    if len(lists) <= 1:
+        return out
+    ref_names, n = lists.most_common(1)[0]
+    uneven = sorted(set().union(*lists) - set.intersection(*(set(x) for x in lists)))
+    roots = f"--audio-root {shlex.quote(str(audio_root))}" + (
+        f" --cond-root {shlex.quote(str(cond_root))}" if cond_root is not None else "")
+    fix = (f"keep what every file has: wf-sidecar-add {roots} "
+           + " ".join(f"--drop {shlex.quote(x)}" for x in uneven)
+           + "; or give every file all of them (from_filename: --filename-keys and "
+             "--filename-default NAME=VALUE)" if uneven else
+           f"same features in another order: wf-sidecar-init {roots} --overwrite, then wf-sidecar-add")
+    for key, i in infos.items():
+        names = i.get("names")
+        if names is not None and tuple(names) != ref_names:
+            out.append(Issue(key, "mixed_features", f"features [{', '.join(names)}] differ from "
+                             f"[{', '.join(ref_names)}] of {n} of {sum(lists.values())} files "
+                             f"(wf-build-dataset refuses mixed lists); {fix}"))
+    return out
+
+
+def _layout(layout: Sequence[Any]) -> str:
+    codec, fps, sr, k = layout
+    return f"{codec}, {fps:g} fps, {sr} Hz, {k} codebooks"
 
 
 def _audit_item(item: WorkItem, cfg: AuditConfig) -> dict[str, Any]:
@@ -438,15 +494,18 @@ def run_audit(audio_root: Path, cfg: AuditConfig, *, cond_root: Path | None = No
     report = runner.map(items, functools.partial(_audit_item, cfg=cfg), is_done=lambda it: False)
 
     result = AuditResult(files=sorted(r.key for r in report.results))
+    infos: dict[str, Mapping[str, Any]] = {}
     for r in report.results:
         if r.status == FAILED:
             result.issues.append(Issue(r.key, "audit_error", r.error or "unknown error"))
             continue
+        infos[r.key] = r.info
         result.issues.extend(Issue(r.key, kind, detail) for kind, detail in r.info.get("issues", []))
         for name, d in r.info.get("features", {}).items():
             result.features.setdefault(name, FeatureSummary()).add(d)
         if r.info.get("plottable"):
             result.plottable.append(r.key)
+    result.issues.extend(_consistency_issues(infos, audio_root, cond_root))
     mine = select_shard([k for k, _ in orphans], options.shard_index, options.shard_count)
     for i in mine:
         key, rel = orphans[i]

@@ -20,7 +20,7 @@ from pathlib import Path
 from workflow import hfdata
 from workflow.errors import UsageError
 from workflow.hfdata.schema import SOURCES
-from workflow.inspection import describe_dataset, show_rows, verify_split
+from workflow.inspection import describe_dataset, moved_dataset_hint, show_rows, verify_split
 from workflow.runner import run_cli, setup_logging
 
 MAX_LISTED_FAILURES = 50
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  FAILED {line}")
     if len(failures) > MAX_LISTED_FAILURES:
         print(f"  … and {len(failures) - MAX_LISTED_FAILURES} more")
+    if failures:
+        for line in moved_dataset_hint(root, meta):
+            print(line)
     return 1 if failures else 0
 
 

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -118,3 +120,29 @@ def verify_split(ds: TokenCondDataset, progress: bool = True) -> tuple[int, list
         except Exception as exc:  # noqa: BLE001 - report every unreadable row, keep going
             failures.append(f"{ds.split}/{rid}: {type(exc).__name__}: {exc}")
     return len(ds) - len(failures), failures
+
+
+def moved_dataset_hint(root: Path | str, meta: dict[str, Any]) -> list[str]:
+    """How to fix a dataset whose links (or ``../`` paths) point at nothing: it was moved or
+    copied without its sources. Empty when every link resolves and every source folder exists."""
+    root = Path(root)
+    broken = sum(1 for d, _, files in os.walk(root) for f in files
+                 if os.path.islink(os.path.join(d, f)) and not os.path.exists(os.path.join(d, f)))
+    srcs = [sm.get("source", {}) for sm in meta.get("splits", {}).values()]
+    expected = list(dict.fromkeys(p for s in srcs if s.get("materialize") in ("link", "none")
+                                  for p in (s.get("tokens_dir"), s.get("cond_root"), s.get("wav_root")) if p))
+    gone = [p for p in expected if not (root / p).is_dir()]
+    if not broken and not gone:
+        return []
+    lines = ["how to fix: this dataset refers to its sources by relative links/paths"
+             + (f" ({broken} link(s) here point at nothing)" if broken else "") + "."]
+    for p in gone:
+        lines.append(f"  it expects {p} (relative to the dataset folder, i.e. "
+                     f"{os.path.normpath(root.absolute() / p)}), which is not there: the dataset "
+                     "was moved or copied (cp -r) without its sources.")
+    lines += ["  Either put it back beside its sources (move or copy both together, keeping their "
+              "relative position),",
+              "  or make a self-contained copy: `cp -rL` from the original place (follows the "
+              "links), or rebuild: wf-build-dataset TOKENS_DIR "
+              f"{root} --materialize copy (or --embed)."]
+    return lines

@@ -24,6 +24,7 @@ from workflow.runner import add_runner_args, options_from_args, print_report, ru
 from workflow.sidecar_init import (  # noqa: F401 - build_items re-exported
     STAGE, build_items, init_items, manifest_path, write_manifest,
 )
+from workflow.sidecar_root import MARKER, record_cond_root
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     report, rows = init_items(items, options, params, dtype=args.dtype, overwrite=args.overwrite,
                               cond_base=out_root)
     print_report(report, options)
+    if not report.dry_run and record_cond_root(audio_root, cond_root, args.suffix) is not None:
+        print(f"sidecar folder recorded in {audio_root / MARKER} (wf-build-dataset and "
+              "wf-sidecar-audit find it without --cond-root)")
     if args.manifest_csv is not None and not report.dry_run:
         path = manifest_path(args.manifest_csv, args.shard_index, args.shard_count)
         write_manifest(path, rows)

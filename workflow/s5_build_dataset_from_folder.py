@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before committing, check every referenced file exists, header frames equal "
                         "row frames and sidecars have one row per frame (all splits); on problems "
                         "nothing is written and the exit code is 1")
+    g = p.add_argument_group("dataset card (README.md)")
+    g.add_argument("--license", default=None,
+                   help="the card's Hub licence id, e.g. cc-by-4.0 (default: the dataset's, else 'other')")
+    g.add_argument("--pretty-name", default=None,
+                   help="the card's title (default: the dataset's, else '<folder>: <codec> tokens (…)')")
     # The runner's shared flags, less shards and resume (a build is one atomic step).
     add_runner_args(
         p, workers_default=max(1, min(8, os.cpu_count() or 1)), group=p.add_argument_group("run control"),
@@ -90,7 +95,8 @@ def config_from_args(args: argparse.Namespace) -> hfdata.BuildConfig:
         recursive=args.recursive, tokens_subdir=args.tokens_subdir, materialize=args.materialize,
         cond_root=args.cond_root, cond_suffix=args.cond_suffix, wav_root=args.wav_root,
         wav_subdir=args.wav_subdir, embed=args.embed, max_files=args.max_files, verify=args.verify,
-        fresh=args.fresh, workers=args.workers, progress=not args.no_progress, report=args.report)
+        fresh=args.fresh, workers=args.workers, progress=not args.no_progress, report=args.report,
+        license=args.license, pretty_name=args.pretty_name)
 
 
 def print_summary(result: hfdata.BuildResult) -> None:
@@ -102,8 +108,10 @@ def print_summary(result: hfdata.BuildResult) -> None:
         print(f"  {name:>8}: {sm['rows']} rows, {sm['hours']:.3f} h ({how})")
     if meta["feature_order"]:
         print(f"  features: {', '.join(meta['feature_order'])}")
+    for note in result.notes:
+        print(f"  {note}")
     for w in result.warnings:
-        print(f"  warning: {w}")
+        print(f"  WARNING: {w}")
     if result.problems:
         print(f"{len(result.problems)} file(s) left out:")
         for key, err in result.problems[:20]:

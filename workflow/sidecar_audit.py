@@ -28,6 +28,7 @@ from workflow.audit import (  # noqa: F401 - AuditResult, FeatureSummary, make_h
 from workflow.errors import UsageError
 from workflow.files import atomic_write_text
 from workflow.runner import RunOptions, add_runner_args, run_cli, setup_logging
+from workflow.sidecar_root import MARKER, recorded_cond_root
 
 
 def _list_arg(text: str) -> int | None:
@@ -97,6 +98,9 @@ def _roots(args: argparse.Namespace) -> tuple[Path, Path | None]:
         raise UsageError(f"token folder not found: {root}")
     if args.cond_root is not None and not args.cond_root.is_dir():
         raise UsageError(f"--cond-root folder not found: {args.cond_root}; run wf-sidecar-init first")
+    if args.cond_root is None and (recorded := recorded_cond_root(root)) is not None:
+        print(f"sidecars: under {recorded} (recorded by wf-sidecar-init in {root / MARKER})")
+        return root, recorded
     return root, args.cond_root
 
 

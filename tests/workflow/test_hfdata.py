@@ -434,3 +434,77 @@ def test_max_files_and_refusals(token_copy) -> None:
 def test_build_dataset_returns_a_datasetdict(token_copy) -> None:
     dd = hfdata.build_dataset(token_copy["tokens"], token_copy["root"] / "ds", split="valid", max_files=2)
     assert isinstance(dd, datasets.DatasetDict) and dd["valid"].num_rows == 2
+
+
+# -- issue 13: the card, moving, links -----------------------------------------------------------
+def test_card_yaml_license_pretty_name_and_no_local_paths(token_copy) -> None:
+    """Item 18: the Hub's YAML fields, flags kept across rebuilds, no absolute local path in the
+    card or META_FILE (even in a skipped file's error), a snippet that needs only datasets+numpy,
+    and a wav column that casts to datasets.Audio(decode=False)."""
+    import yaml
+
+    tokens = token_copy["tokens"]
+    add_sidecars(tokens)
+    files = token_files(tokens)
+    files[0].write_bytes(b"not a token file at all")  # its error names its path
+    out = token_copy["root"] / "ds"
+    build(tokens.absolute(), out.absolute(), wav_root=token_copy["norm"].absolute(), embed=True,
+          license="cc-by-4.0", pretty_name="Demo tones")
+    card = (out / hfdata.CARD_FILE).read_text()
+    head = yaml.safe_load(card.split("---")[1])
+    assert head["license"] == "cc-by-4.0" and head["pretty_name"] == "Demo tones"
+    assert head["task_categories"] == ["audio-to-audio"] and head["size_categories"] == ["n<1K"]
+    assert head["configs"] == [{"config_name": "default",
+                                "data_files": [{"split": "train", "path": "train/data-*.arrow"}]}]
+    assert list((out / "train").glob("data-*.arrow"))
+    root = str(token_copy["root"].resolve())
+    meta_text = (out / hfdata.META_FILE).read_text()
+    assert "skipped" in card and root not in card and root not in meta_text
+    assert hfdata.read_dataset_meta(out)["splits"]["train"]["source"]["tokens_dir"] == "../tokens"
+
+    build(tokens, out, wav_root=token_copy["norm"], embed=True)  # rebuild keeps the card settings
+    head = yaml.safe_load((out / hfdata.CARD_FILE).read_text().split("---")[1])
+    assert (head["license"], head["pretty_name"]) == ("cc-by-4.0", "Demo tones")
+    build(tokens, token_copy["root"] / "plain")
+    head = yaml.safe_load((token_copy["root"] / "plain" / hfdata.CARD_FILE).read_text().split("---")[1])
+    assert head["license"] == "other" and head["pretty_name"].startswith("plain: encodec_24khz tokens")
+
+    card = (out / hfdata.CARD_FILE).read_text()
+    snippet = card.split("With `datasets` and numpy only:")[1].split("```python\n")[1].split("```")[0]
+    assert "workflow" not in snippet
+    scope: dict = {}
+    cwd = os.getcwd()
+    os.chdir(out.parent)
+    try:
+        exec(compile(snippet, "card-snippet", "exec"), scope)  # noqa: S102 - our own card's code
+    finally:
+        os.chdir(cwd)
+    assert scope["cond"].shape == (scope["row"]["num_frames"], 2)
+    assert scope["codes"].shape == (8, scope["row"]["num_frames"]) and scope["codes"].dtype == np.int16
+    wav = scope["wavs"][0]["wav"]
+    assert wav == {"bytes": None, "path": scope["row"]["wav"]} and (out / wav["path"]).is_file()
+
+
+def test_card_says_what_can_be_copied(token_copy) -> None:
+    """Item 6: link datasets say `cp -r` alone breaks them and how to copy; copy datasets don't."""
+    tokens = token_copy["tokens"]
+    build(tokens, token_copy["root"] / "linked")
+    card = (token_copy["root"] / "linked" / hfdata.CARD_FILE).read_text()
+    assert "relative symbolic links" in card and "`../tokens`" in card
+    assert "`cp -r` of this folder alone" in card and "cp -rL" in card and "--materialize copy" in card
+    build(tokens, token_copy["root"] / "copied", materialize="copy")
+    card = (token_copy["root"] / "copied" / hfdata.CARD_FILE).read_text()
+    assert "Self-contained" in card and "cp -rL" not in card
+
+
+def test_links_are_relative_to_the_real_folders(token_copy) -> None:
+    """Item 6: an OUT_DIR reached through a symlinked folder still gets links that resolve (the
+    ``..`` count is taken from where the link really lives), and the tree moves as a whole."""
+    root, tokens = token_copy["root"], token_copy["tokens"]
+    add_sidecars(tokens)
+    (root / "deep" / "er").mkdir(parents=True)
+    (root / "alias").symlink_to(root / "deep" / "er")
+    build(tokens, root / "alias" / "ds")
+    assert hfdata.verify_dataset(root / "deep" / "er" / "ds") == []
+    link = root / "deep" / "er" / "ds" / rows(hfdata.load_dataset_dir(root / "alias" / "ds")["train"])[0]["audio"]
+    assert not os.path.isabs(os.readlink(link)) and link.resolve().is_file()

@@ -73,3 +73,24 @@ def test_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert "--source" in out.stdout and "{auto,embedded,files}" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_verify_on_a_dataset_copied_without_its_sources_says_how_to_fix(token_copy, capsys):
+    """Issue 13 item 6: `cp -r` of a link dataset alone breaks every row; --verify says why and
+    gives commands that fix it."""
+    from workflow.hfdata import build_dataset
+
+    src = token_copy["root"] / "proj"
+    src.mkdir()
+    shutil.move(str(token_copy["tokens"]), str(src / "ecdc"))
+    build_dataset(src / "ecdc", src / "hf_dataset", workers=1)
+    elsewhere = token_copy["root"] / "far" / "away"
+    shutil.copytree(src / "hf_dataset", elsewhere, symlinks=True)  # what `cp -r` does
+    rc = run_cli(inspect_dataset.main, [str(elsewhere), "--verify", "--show", "0", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "verify: 0 rows OK, 7 failed" in out
+    assert "how to fix" in out and "7 link(s) here point at nothing" in out
+    assert "it expects ../ecdc" in out and "--materialize copy" in out and "cp -rL" in out
+    shutil.copytree(src / "hf_dataset", token_copy["root"] / "self", symlinks=False)  # `cp -rL`
+    assert run_cli(inspect_dataset.main, [str(token_copy["root"] / "self"), "--verify", "--show", "0",
+                                          "--no-progress"]) == 0

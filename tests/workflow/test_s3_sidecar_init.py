@@ -92,7 +92,7 @@ def test_cond_root_is_mirrored_and_may_sit_inside_the_tokens(token_copy) -> None
     man = cond / "manifest.csv"
     assert s3(["--audio-root", str(tok), "--cond-root", str(cond), "--manifest-csv", str(man)] + Q) == 0
     after = sorted(p.relative_to(tok).as_posix() for p in tok.rglob("*") if ".reports" not in p.parts)
-    assert after == before  # nothing written beside the tokens
+    assert after == sorted(before + [".wf-sidecars.json"])  # only the marker saying where they went
     for key in _ecdcs(tok):
         assert (cond / key.replace(".ecdc", ".cond.npy")).is_file()
         assert (cond / key.replace(".ecdc", ".cond.json")).is_file()
@@ -140,3 +140,25 @@ def test_dry_run_writes_nothing_and_bad_root_is_a_usage_error(token_copy, capsys
     assert "--audio-root" in capsys.readouterr().err
     assert run_cli(s3, ["--audio-root", str(token_copy["norm"])]) == 2  # no .ecdc there
     assert "wf-wav2encodec24" in capsys.readouterr().err
+
+
+def test_cond_root_is_recorded_in_the_token_tree_for_s5(token_copy, capsys) -> None:
+    """Issue 13 item 5: with --cond-root the token tree remembers where its sidecars went (relative,
+    so both trees can move together); without it, or a dry run, no marker is left."""
+    from workflow.sidecar_root import MARKER, recorded_cond_root
+
+    tok, cond = token_copy["tokens"], token_copy["root"] / "params"
+    assert s3(["--audio-root", str(tok), "--cond-root", str(cond), "--dry-run"] + Q) == 0
+    assert not (tok / MARKER).exists()
+    assert s3(["--audio-root", str(tok), "--cond-root", str(cond)] + Q) == 0
+    assert MARKER in capsys.readouterr().out
+    data = json.loads((tok / MARKER).read_text())
+    assert data["cond_root"] == "../params" and data["suffix"] == ".cond.npy"
+    assert recorded_cond_root(tok) == cond
+    moved = token_copy["root"] / "moved"
+    moved.mkdir()
+    tok.rename(moved / "tokens")
+    cond.rename(moved / "params")
+    assert recorded_cond_root(moved / "tokens") == moved / "params"  # the relative form wins
+    assert s3(["--audio-root", str(moved / "tokens")] + Q) == 0  # sidecars beside: marker goes
+    assert not (moved / "tokens" / MARKER).exists() and recorded_cond_root(moved / "tokens") is None

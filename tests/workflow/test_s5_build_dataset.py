@@ -109,3 +109,63 @@ def test_max_files_and_usage_errors(token_copy, capsys) -> None:
                  [str(tokens), str(out), "--max-files", "0"]):
         assert run_cli(s5, argv + Q) == 2, argv
     assert "error:" in capsys.readouterr().err
+
+
+def test_seed_chain_cond_root_in_s3_s4_then_s5_without_it(token_copy, capsys) -> None:
+    """Issue 13 item 5: the seed's s3/s4 with --cond-root ./params, then s5 without it: every
+    row gets its sidecar (found through s3's marker), and s5 says where it found them."""
+    from workflow.s3_sidecar_init import main as s3
+    from workflow.s4_sidecar_add import main as s4
+
+    tokens, cond = token_copy["tokens"], token_copy["root"] / "params"
+    assert s3(["--audio-root", str(tokens), "--cond-root", str(cond), "--no-progress"]) == 0
+    assert s4(["--audio-root", str(tokens), "--cond-root", str(cond), "--producer", "lin",
+               "--lin", "gain=0:1", "--no-progress"]) == 0
+    out = token_copy["root"] / "hf_dataset"
+    assert s5([str(tokens), str(out), "--split", "train", "--materialize", "link", "--verify", *Q]) == 0
+    text = capsys.readouterr().out
+    assert f"sidecars: under {cond}" in text and "NO CONDITIONING" not in text
+    ds = hfdata.load_dataset_dir(out)["train"]
+    assert ds.num_rows == 7 and all(c is not None for c in ds["cond"])
+    assert hfdata.read_dataset_meta(out)["feature_order"] == ["gain"]
+    assert hfdata.read_dataset_meta(out)["splits"]["train"]["source"]["cond_root"] == "../params"
+
+
+def test_no_conditioning_at_all_is_said_loudly(token_copy, capsys) -> None:
+    """Issue 13 item 5: sidecars nowhere to be found -> a loud warning naming --cond-root."""
+    out = token_copy["root"] / "ds"
+    assert s5([str(token_copy["tokens"]), str(out), *Q]) == 0
+    text = capsys.readouterr().out
+    assert "WARNING: NO CONDITIONING: none of the 7 token files has a sidecar" in text
+    assert "--cond-root" in text
+
+
+def _mixed_tree(tokens: Path) -> list[str]:
+    """Sidecars [pitch] on every file, plus junk columns [chirp, to] on the first three."""
+    keys = []
+    for i, p in enumerate(discover(tokens, [".ecdc"])):
+        h = ecdc.read_ecdc_header(p)
+        t = h.num_frames
+        cols = {"pitch": (np.full(t, 60.0), sidecar.FeatureInfo())}
+        if i < 3:
+            cols.update(chirp=(np.zeros(t), sidecar.FeatureInfo()), to=(np.ones(t), sidecar.FeatureInfo()))
+        sc = sidecar.merge_features(sidecar.empty_sidecar(t, h.fps, relative_key(p, tokens)), cols)
+        sidecar.write_sidecar(sidecar.sidecar_path_for(p, tokens), sc)
+        keys.append(relative_key(p, tokens))
+    return keys
+
+
+def test_mixed_feature_lists_write_nothing_and_name_a_fix(token_copy, capsys) -> None:
+    """Issue 13 item 8 (s5 part): files with different feature lists -> exit 1, no half dataset,
+    and the advice names the columns to --drop (and --filename-default) with the real roots."""
+    tokens = token_copy["tokens"]
+    keys = _mixed_tree(tokens)
+    out = token_copy["root"] / "ds"
+    rc = run_cli(s5, [str(tokens), str(out), *Q])
+    err = capsys.readouterr().err
+    assert rc == 1 and not out.exists()
+    assert "nothing was written" in err
+    assert "[pitch]: 4 file(s)" in err and "[pitch, chirp, to]: 3 file(s)" in err
+    assert f"wf-sidecar-add --audio-root {tokens} --drop chirp --drop to" in err
+    assert "--filename-default chirp=VALUE" in err
+    assert keys[0] in err

@@ -256,15 +256,15 @@ def test_float16_rounding_is_not_a_range_violation(tree) -> None:
     info = S.FeatureInfo(units="lin", min=0.0, max=0.3, range_from="producer")
     S.write_sidecar(tree["npy"], S.merge_features(sc, {"gain": (gain, info)}))
     assert float(np.load(tree["npy"])[:, 2].max()) > 0.3  # the naive comparison would fire
-    assert by_file(audit(tokens, verify_ranges=True)) == {}
+    assert by_file(audit(tokens, verify_ranges=True)) == {key: {"mixed_features"}}  # only it has gain
 
     gain[10] = 0.31
     S.write_sidecar(tree["npy"], S.merge_features(sc, {"gain": (gain, info)}))
     result = audit(tokens, verify_ranges=True)
-    assert by_file(result) == {key: {"range_above_max"}}
+    assert by_file(result) == {key: {"range_above_max", "mixed_features"}}
     assert "gain" in result.issues[0].detail and "frame 10" in result.issues[0].detail
-    assert by_file(audit(tokens, verify_ranges=True, range_tol=0.02)) == {}
-    assert by_file(audit(tokens, verify_ranges=False)) == {}
+    assert by_file(audit(tokens, verify_ranges=True, range_tol=0.02)) == {key: {"mixed_features"}}
+    assert by_file(audit(tokens, verify_ranges=False)) == {key: {"mixed_features"}}
 
 
 def test_fps_against_expectation_and_float32_tree(tree) -> None:
@@ -414,7 +414,8 @@ def test_audits_what_s3_and_s4_write(token_copy, tmp_path: Path, capsys) -> None
     n = len(discover(tokens, [".ecdc"]))
     assert "missing pitch, progress (has: none)" in out and f"{n} issue(s) in {n} file(s)" in out
 
-    assert s4_sidecar_add.main([*roots, "--producer", "from_filename", "--filename-keys", "pitch", "--producer", "lin",
+    assert s4_sidecar_add.main([*roots, "--producer", "from_filename", "--filename-keys", "pitch",
+                                "--producer", "lin",
                                 "--lin", "progress=0:1", "--producer", "const", "--const", "gain=0.3"]) == 0
     png = tmp_path / "features.png"
     assert A.main([*base, "--require", "pitch,progress,gain", "--plot", str(png)]) == 0
@@ -426,3 +427,29 @@ def test_audits_what_s3_and_s4_write(token_copy, tmp_path: Path, capsys) -> None
     ncols = int(np.ceil(np.sqrt(len(feats))))
     nrows = int(np.ceil(len(feats) / ncols))
     assert mpimg.imread(png).shape[:2] == (300 * nrows, 400 * ncols)
+
+
+def test_mixed_feature_lists_and_codecs_fail_the_audit(token_copy, capsys) -> None:
+    """Issue 13 item 9: the tree wf-build-dataset refuses (different feature lists) is not
+    'no issues': mixed_features on the odd files, exit 1; another codec layout is mixed_codec."""
+    from workflow import ecdc as E
+    from workflow.hfdata import build, BuildConfig
+    from workflow.errors import DatasetError
+
+    from .test_s5_build_dataset import _mixed_tree
+
+    tokens = token_copy["tokens"]
+    keys = _mixed_tree(tokens)
+    with pytest.raises(DatasetError):
+        build(BuildConfig(tokens, token_copy["root"] / "ds", workers=1))
+    rc = A.main(["--audio-root", str(tokens), *QUIET])
+    out = capsys.readouterr().out
+    assert rc == 1 and "mixed_features" in out
+    assert by_file(audit(tokens)) == {k: {"mixed_features"} for k in keys[:3]}
+    assert "--drop chirp --drop to" in audit(tokens).issues[0].detail
+
+    tok = E.read_ecdc(tokens / keys[4])  # one file with 4 of the 8 codebooks: s5 leaves it out
+    extra = {k: v for k, v in tok.header.meta.items() if k not in E.RESERVED_KEYS}
+    E.write_ecdc(tokens / keys[4], tok.codes[:4], model=tok.header.model,
+                 audio_length=tok.header.audio_length, bits=tok.header.bits, extra=extra)
+    assert by_file(audit(tokens))[keys[4]] == {"mixed_codec"}

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,14 @@ from .. import ecdc, sidecar
 from ..errors import DatasetError, EcdcFormatError, UsageError, WorkflowError
 from ..files import TMP_MARKER, atomic_write_text, discover, relative_key
 from ..runner import WorkItem, bounded_map
-from .card import _dataset_meta, _split_description, _split_meta, render_card
-from .config import BuildConfig, BuildResult, VerifyError, _abs
+from ..sidecar_root import MARKER, recorded_cond_root
+from .card import DEFAULT_LICENSE, _dataset_meta, _split_description, _split_meta, render_card
+from .config import BuildConfig, BuildResult, VerifyError, _abs, _recorded
 from .read import load_dataset_dir, read_dataset_meta
-from .scan import _fail_result, _Row, _scan, _Scanned, _select_usable, _strip_suffix
+from .scan import (
+    _fail_result, _Row, _scan, _Scanned, _select_usable, _strip_suffix, check_feature_sets,
+    conditioning_warnings,
+)
 from .schema import CARD_FILE, META_FILE, REPORTS_DIR, STAGE, _record_batch, dataset_features
 from .splits import assign_split
 from .staging import _carry, _file_mode, _link_or_copy, _place, _quiet_datasets, _recover, _swap_in
@@ -118,7 +123,7 @@ def _kept_split_warnings(cfg: BuildConfig, old_meta: dict[str, Any], kept: Seque
         if sm.get("feature_order", []) != ref_order:
             out.append(f"split {k!r} has features [{', '.join(sm.get('feature_order', []))}] but the new "
                        f"split(s) have [{', '.join(ref_order)}]; rebuild {k!r} too so they match")
-        if sm.get("source", {}).get("tokens_dir") == _abs(cfg.tokens_dir):
+        if _recorded(cfg.out_dir, sm.get("source", {}).get("tokens_dir")) == _abs(cfg.tokens_dir):
             overlap = len(new_ids & _split_ids(cfg.out_dir, k))
             if overlap:
                 out.append(f"{overlap} file(s) of the new split(s) are also in split {k!r} (same tokens "
@@ -128,23 +133,34 @@ def _kept_split_warnings(cfg: BuildConfig, old_meta: dict[str, Any], kept: Seque
     return out
 
 
-def build(cfg: BuildConfig) -> BuildResult:
-    """Build ``cfg.target_splits`` into ``cfg.out_dir``, keeping any other splits already there.
+@dataclass
+class _Plan:
+    """What a build found before writing anything: the usable files per split, and the problems."""
 
-    Files with problems (unreadable tokens, sidecar frame mismatch, another codec, …) are left
-    out and returned in ``result.problems`` (also in the run report, META_FILE and card).
-    Raises :class:`VerifyError` (and writes nothing) if ``cfg.verify`` finds problems.
-    """
-    cfg.validate()
-    out = cfg.out_dir
-    _recover(out)
-    old_meta, old_splits = _existing(out, cfg.fresh)
-    kept = [s for s in old_splits if s not in cfg.target_splits]
-    if kept and old_meta is not None:
-        _check_kept_columns(cfg, old_meta, kept)
-    now = _dt.datetime.now().isoformat(timespec="seconds")
+    report: Any
+    problems: dict[str, str]
+    ref_sig: tuple
+    ref_order: list[str]
+    by_split: dict[str, list[_Scanned]]
+    warnings: list[str]
 
-    # -- scan -------------------------------------------------------------------------------------
+
+def _use_recorded_cond_root(cfg: BuildConfig) -> list[str]:
+    """Without --cond-root, the sidecar folder wf-sidecar-init recorded in the token folder."""
+    if cfg.cond_root is not None:
+        return []
+    found = recorded_cond_root(cfg.tokens_dir)
+    if found is None:
+        return []
+    cfg.cond_root = found
+    note = (f"sidecars: under {found} (recorded by wf-sidecar-init in {cfg.tokens_dir / MARKER}; "
+            "--cond-root overrides it)")
+    log.info("%s", note)
+    return [note]
+
+
+def _plan(cfg: BuildConfig, old_meta: dict[str, Any] | None, kept: list[str]) -> _Plan:
+    """Scan the token files, check one layout and one feature list, assign splits."""
     files = discover(cfg.tokens_dir, [cfg.suffix], recursive=cfg.recursive)
     if cfg.max_files is not None:
         files = files[: cfg.max_files]
@@ -152,10 +168,10 @@ def build(cfg: BuildConfig) -> BuildResult:
         raise UsageError(f"no *{cfg.suffix} files under {cfg.tokens_dir}"
                          + ("" if cfg.recursive else " (--no-recursive)"))
     keys = [relative_key(p, cfg.tokens_dir) for p in files]
-    items = [WorkItem(k, p, out / cfg.tokens_subdir / k) for k, p in zip(keys, files)]
+    items = [WorkItem(k, p, cfg.out_dir / cfg.tokens_subdir / k) for k, p in zip(keys, files)]
     scanned, report = _scan(cfg, items)
     problems: dict[str, str] = {r.key: r.error or "" for r in report.failed}
-    usable, odd, ref_sig, ref_order = _select_usable(scanned, old_meta, kept)
+    usable, odd, ref_sig, ref_order = _select_usable(scanned, old_meta, kept) if scanned else ([], {}, (), [])
     problems.update(odd)
     for key, err in odd.items():
         _fail_result(report, key, err)
@@ -163,47 +179,78 @@ def build(cfg: BuildConfig) -> BuildResult:
         first = "\n  ".join(f"{k}: {e}" for k, e in list(problems.items())[:10])
         raise DatasetError(f"none of the {len(items)} token files under {cfg.tokens_dir} could be "
                            f"used; nothing was written:\n  {first}")
-    warnings = _kept_split_warnings(cfg, old_meta, kept, usable, ref_order) if old_meta else []
+    check_feature_sets(cfg, usable)
+    warnings = conditioning_warnings(cfg, usable, ref_order)
+    for msg in warnings:
+        log.warning("%s", msg)
+    if old_meta:
+        warnings += _kept_split_warnings(cfg, old_meta, kept, usable, ref_order)
     by_split: dict[str, list[_Scanned]] = {name: [] for name in cfg.target_splits}
     for s in usable:
         by_split[assign_split(s.id, cfg.split_ratios, cfg.seed) if cfg.split_ratios else cfg.split].append(s)
+    return _Plan(report, problems, ref_sig, ref_order, by_split, warnings)
 
-    # -- stage, write, verify, swap ---------------------------------------------------------------
+
+def _stage(cfg: BuildConfig, staged: Path, plan: _Plan, old_meta: dict[str, Any] | None,
+           old_splits: list[str], kept: list[str], now: str) -> tuple[dict[str, Any], dict[str, int], Path]:
+    """Write the whole new dataset into ``staged``; returns (metadata, rows built, report path)."""
+    out, report, problems = cfg.out_dir, plan.report, plan.problems
+    owners: dict[str, str] = {}
+    for k in kept:
+        for msg in _carry_split(out, staged, k, owners):
+            log.warning(msg)
+            plan.warnings.append(msg)
+    if (out / REPORTS_DIR).is_dir():
+        shutil.copytree(out / REPORTS_DIR, staged / REPORTS_DIR, copy_function=_link_or_copy)
+    split_metas = {k: old_meta["splits"][k] for k in kept} if old_meta else {}
+    built: dict[str, int] = {}
+    with _quiet_datasets(cfg.progress):
+        for name in cfg.target_splits:
+            rows, late = _write_split(cfg, staged, name, plan.by_split[name], owners, old_meta)
+            for key, err in late:
+                problems[key] = err
+                _fail_result(report, key, err)
+            split_metas[name] = _split_meta(cfg, rows, _problems_for_split(cfg, problems, name),
+                                            plan.ref_order, now)
+            built[name] = len(rows)
+    order = [s for s in old_splits if s in split_metas]
+    order += [s for s in cfg.target_splits if s not in order]
+    meta = _dataset_meta(old_meta, {s: split_metas[s] for s in order}, plan.ref_sig, now, plan.ref_order)
+    meta["card"] = _card_settings(cfg, old_meta)
+    _finish_staged(staged, meta, out.name)
+    report.params["problems"] = len(problems)
+    report.finished = _dt.datetime.now().isoformat(timespec="seconds")
+    report_rel = Path(REPORTS_DIR) / f"{STAGE}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.json"
+    report.write(staged / report_rel)
+    if cfg.report is not None:
+        report.write(cfg.report)
+    return meta, built, report_rel
+
+
+def build(cfg: BuildConfig) -> BuildResult:
+    """Build ``cfg.target_splits`` into ``cfg.out_dir``, keeping any other splits already there.
+
+    Files with problems (unreadable tokens, sidecar frame mismatch, another codec, …) are left
+    out and returned in ``result.problems`` (also in the run report, META_FILE and card).
+    Sidecars with different feature lists stop the build (:func:`check_feature_sets`).
+    Raises :class:`VerifyError` (and writes nothing) if ``cfg.verify`` finds problems.
+    """
+    cfg.validate()
+    notes = _use_recorded_cond_root(cfg)
+    out = cfg.out_dir
+    _recover(out)
+    old_meta, old_splits = _existing(out, cfg.fresh)
+    kept = [s for s in old_splits if s not in cfg.target_splits]
+    if kept and old_meta is not None:
+        _check_kept_columns(cfg, old_meta, kept)
+    now = _dt.datetime.now().isoformat(timespec="seconds")
+    plan = _plan(cfg, old_meta, kept)
+
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARKER}build-{os.getpid()}-", dir=out.parent))
     os.chmod(staged, _file_mode(0o777))  # mkdtemp makes it private; a dataset folder is not
     try:
-        owners: dict[str, str] = {}
-        for k in kept:
-            for msg in _carry_split(out, staged, k, owners):
-                log.warning(msg)
-                warnings.append(msg)
-        if (out / REPORTS_DIR).is_dir():
-            shutil.copytree(out / REPORTS_DIR, staged / REPORTS_DIR, copy_function=_link_or_copy)
-
-        split_metas = {k: old_meta["splits"][k] for k in kept} if old_meta else {}
-        built: dict[str, int] = {}
-        with _quiet_datasets(cfg.progress):
-            for name in cfg.target_splits:
-                rows, late = _write_split(cfg, staged, name, by_split[name], owners, old_meta)
-                for key, err in late:
-                    problems[key] = err
-                    _fail_result(report, key, err)
-                split_metas[name] = _split_meta(cfg, rows, _problems_for_split(cfg, problems, name),
-                                                ref_order, now)
-                built[name] = len(rows)
-        order = [s for s in old_splits if s in split_metas]
-        order += [s for s in cfg.target_splits if s not in order]
-        meta = _dataset_meta(old_meta, {s: split_metas[s] for s in order}, ref_sig, now, ref_order)
-        _finish_staged(staged, meta, out.name)
-
-        report.params["problems"] = len(problems)
-        report.finished = _dt.datetime.now().isoformat(timespec="seconds")
-        report_rel = Path(REPORTS_DIR) / f"{STAGE}-{_dt.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.json"
-        report.write(staged / report_rel)
-        if cfg.report is not None:
-            report.write(cfg.report)
-
+        meta, built, report_rel = _stage(cfg, staged, plan, old_meta, old_splits, kept, now)
         if cfg.verify:
             found = verify_dataset(staged, workers=cfg.workers, progress=cfg.progress)
             if found:
@@ -213,8 +260,9 @@ def build(cfg: BuildConfig) -> BuildResult:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     return BuildResult(dataset=load_dataset_dir(out), out_dir=out, built=built, kept=kept,
-                       problems=sorted(problems.items()), meta=meta,
-                       report_path=cfg.report or out / report_rel, warnings=warnings, report=report)
+                       problems=sorted(plan.problems.items()), meta=meta,
+                       report_path=cfg.report or out / report_rel, warnings=plan.warnings,
+                       report=plan.report, notes=notes)
 
 
 def _split_ids(out: Path, split: str) -> set[str]:
@@ -235,41 +283,33 @@ def _problems_for_split(cfg: BuildConfig, problems: Mapping[str, str], split: st
     return out
 
 
-def _write_split(cfg: BuildConfig, staged: Path, split: str, members: list[_Scanned],
-                 owners: dict[str, str], old_meta: dict[str, Any] | None
-                 ) -> tuple[list[_Row], list[tuple[str, str]]]:
-    """Materialise the files of one split, read embedded values, write its Arrow folder."""
-    import datasets
-    import pyarrow as pa
+class _Placer:
+    """Materialises the files of one split's rows in the staging folder (or records their paths)."""
 
-    out = cfg.out_dir
-    wav = cfg.wav_root is not None
-    features = dataset_features(wav=wav, embed=cfg.embed)
-    schema = features.arrow_schema
-    stage_file = staged / f".{split}{TMP_MARKER}rows.arrow"
-    problems: list[tuple[str, str]] = []
-    rows: list[_Row] = []
-    mine = (_abs(cfg.tokens_dir), _abs(cfg.cond_root) if cfg.cond_root else None,
-            _abs(cfg.wav_root) if cfg.wav_root else None)
+    def __init__(self, cfg: BuildConfig, staged: Path, split: str, owners: dict[str, str],
+                 old_meta: dict[str, Any] | None):
+        self.cfg, self.staged, self.split, self.owners, self.old_meta = cfg, staged, split, owners, old_meta
+        self.mine = (_abs(cfg.tokens_dir), _abs(cfg.cond_root) if cfg.cond_root else None,
+                     _abs(cfg.wav_root) if cfg.wav_root else None)
 
-    def claim(rel: str) -> None:
-        owner = owners.get(rel)
-        if owner is None or old_meta is None:
+    def claim(self, rel: str) -> None:
+        """Refuse to replace a file that a kept split built from other sources uses."""
+        owner = self.owners.get(rel)
+        if owner is None or self.old_meta is None:
             return
-        src = old_meta["splits"][owner].get("source", {})
-        theirs = (src.get("tokens_dir"), src.get("cond_root"), src.get("wav_root"))
-        if theirs != mine:
+        out = self.cfg.out_dir
+        src = self.old_meta["splits"][owner].get("source", {})
+        theirs = tuple(_recorded(out, src.get(k)) for k in ("tokens_dir", "cond_root", "wav_root"))
+        if theirs != self.mine:
             raise DatasetError(
-                f"{out / rel} is used by split {owner!r} (built from {theirs[0]}) and would be "
-                f"replaced by a file of split {split!r} from {mine[0]}; pass "
-                f"--tokens-subdir {cfg.tokens_subdir}_{split} (and --wav-subdir) for this split")
+                f"{out / rel} is used by split {owner!r} (built from {src.get('tokens_dir')}) and would "
+                f"be replaced by a file of split {self.split!r} from {self.cfg.tokens_dir}; pass "
+                f"--tokens-subdir {self.cfg.tokens_subdir}_{self.split} (and --wav-subdir) for this split")
 
-    def place(s: _Scanned) -> _Row:
+    def __call__(self, s: _Scanned) -> _Row:
+        cfg, out = self.cfg, self.cfg.out_dir
         if cfg.materialize == "none":
-            def rel_of(p: Path | None) -> str | None:
-                return None if p is None else Path(os.path.relpath(_abs(p), _abs(out))).as_posix()
-
-            return _Row(s, rel_of(s.src), rel_of(s.cond_src), rel_of(s.wav_src))
+            return _Row(s, cfg.rel(s.src), cfg.rel(s.cond_src), cfg.rel(s.wav_src))
         audio_rel = f"{cfg.tokens_subdir}/{s.key}"
         pairs = [(s.src, audio_rel)]
         cond_rel = None
@@ -284,25 +324,44 @@ def _write_split(cfg: BuildConfig, staged: Path, split: str, members: list[_Scan
             wav_rel = f"{cfg.wav_subdir}/{s.id}.wav"
             pairs.append((s.wav_src, wav_rel))
         for src, rel in pairs:
-            claim(rel)
-            _place(src, out / rel, staged / rel, cfg.materialize)
+            self.claim(rel)
+            _place(src, out / rel, self.staged / rel, cfg.materialize)
         return _Row(s, audio_rel, cond_rel, wav_rel)
 
-    def load(s: _Scanned) -> tuple[_Scanned, Any]:
-        try:
-            return s, _read_embedded(s) if cfg.embed else None
-        except WorkflowError as exc:
-            return s, exc
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the build
-            return s, DatasetError(f"{s.src}: {type(exc).__name__}: {exc}")
 
+def _load(s: _Scanned, embed: bool) -> tuple[_Scanned, Any]:
+    """(file, embedded arrays or None) — or (file, the error), never raising for one bad file."""
+    try:
+        return s, _read_embedded(s) if embed else None
+    except WorkflowError as exc:
+        return s, exc
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the build
+        return s, DatasetError(f"{s.src}: {type(exc).__name__}: {exc}")
+
+
+def _write_rows(cfg: BuildConfig, stage_file: Path, split: str, members: list[_Scanned],
+                place: _Placer, schema: pa.Schema) -> tuple[list[_Row], list[tuple[str, str]]]:
+    """Read (with --embed) and place every member, writing Arrow record batches to ``stage_file``."""
+    import pyarrow as pa
+
+    wav = cfg.wav_root is not None
+    problems: list[tuple[str, str]] = []
+    rows: list[_Row] = []
     bar = tqdm(total=len(members), desc=f"write {split}", unit="file", disable=not cfg.progress,
                file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
     batch: list[_Row] = []
     batch_bytes = 0
+
+    def flush() -> None:
+        writer.write_batch(_record_batch(batch, schema, wav=wav, embed=cfg.embed))
+        for r in batch:
+            r.codes = r.cond_values = None
+        batch.clear()
+
     with bar, pa.OSFile(str(stage_file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer, \
             cf.ThreadPoolExecutor(cfg.workers) as pool:
-        for _, fut in bounded_map(pool, lambda s: (load, s), members, 2 * cfg.workers, ordered=True):
+        for _, fut in bounded_map(pool, lambda s: (_load, s, cfg.embed), members, 2 * cfg.workers,
+                                  ordered=True):
             s, payload = fut.result()
             bar.update(1)
             if isinstance(payload, BaseException):
@@ -316,15 +375,23 @@ def _write_split(cfg: BuildConfig, staged: Path, split: str, members: list[_Scan
             rows.append(row)
             batch.append(row)
             if len(batch) >= 1024 or batch_bytes > 64 << 20:
-                writer.write_batch(_record_batch(batch, schema, wav=wav, embed=cfg.embed))
-                for r in batch:
-                    r.codes = r.cond_values = None
-                batch, batch_bytes = [], 0
+                flush()
+                batch_bytes = 0
         if batch:
-            writer.write_batch(_record_batch(batch, schema, wav=wav, embed=cfg.embed))
-            for r in batch:
-                r.codes = r.cond_values = None
+            flush()
+    return rows, problems
 
+
+def _write_split(cfg: BuildConfig, staged: Path, split: str, members: list[_Scanned],
+                 owners: dict[str, str], old_meta: dict[str, Any] | None
+                 ) -> tuple[list[_Row], list[tuple[str, str]]]:
+    """Materialise the files of one split, read embedded values, write its Arrow folder."""
+    import datasets
+
+    features = dataset_features(wav=cfg.wav_root is not None, embed=cfg.embed)
+    stage_file = staged / f".{split}{TMP_MARKER}rows.arrow"
+    place = _Placer(cfg, staged, split, owners, old_meta)
+    rows, problems = _write_rows(cfg, stage_file, split, members, place, features.arrow_schema)
     info = datasets.DatasetInfo(features=features)
     ds = datasets.Dataset.from_file(str(stage_file), info=info, split=datasets.NamedSplit(split))
     # datasets writes no data file for an empty split (and cannot load that back): force one shard
@@ -332,6 +399,13 @@ def _write_split(cfg: BuildConfig, staged: Path, split: str, members: list[_Scan
     del ds
     stage_file.unlink()
     return rows, problems
+
+
+def _card_settings(cfg: BuildConfig, old_meta: dict[str, Any] | None) -> dict[str, str | None]:
+    """License and pretty name of the card: the flags, else what the dataset had, else defaults."""
+    old = (old_meta or {}).get("card", {})
+    return {"license": cfg.license or old.get("license") or DEFAULT_LICENSE,
+            "pretty_name": cfg.pretty_name or old.get("pretty_name")}
 
 
 def _finish_staged(staged: Path, meta: dict[str, Any], name: str) -> None:

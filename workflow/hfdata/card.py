@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,10 @@ from .schema import COLUMN_DOCS, COLUMN_TYPES, FORMAT_NAME, FORMAT_VERSION, META
 
 if TYPE_CHECKING:
     from .scan import _Row
+
+#: The card's ``license`` without ``--license``: a Hub value saying "see the card" (the sources'
+#: licences are the user's to state).
+DEFAULT_LICENSE = "other"
 
 
 def _weights_summary(values: Iterable[str]) -> str:
@@ -60,7 +65,7 @@ def _split_meta(cfg: BuildConfig, rows: Sequence[_Row], problems: Sequence[tuple
         "has_wav": cfg.wav_root is not None,
         "built": created,
         "source": cfg.source_json(),
-        "skipped": [{"key": k, "error": e} for k, e in problems],
+        "skipped": [{"key": k, "error": cfg.relativize(e)} for k, e in problems],
     }
 
 
@@ -118,23 +123,50 @@ def _fmt(x: Any) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
-def render_card(meta: dict[str, Any], name: str) -> str:
-    """The dataset card (``README.md``): summary, provenance warning, columns, features, loading."""
+def _size_category(n: int) -> str:
+    """The Hub's ``size_categories`` value for ``n`` rows."""
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")):
+        if n < limit:
+            return label
+    return "n>100M" if n < 1_000_000_000 else "1B<n<10B"
+
+
+def pretty_name(meta: dict[str, Any], name: str) -> str:
+    """The card's title: ``--pretty-name``, else the folder name with what is in it."""
+    given = (meta.get("card") or {}).get("pretty_name")
+    return given or (f"{name}: {meta['codec']} tokens ({meta['num_codebooks']} codebooks, "
+                     f"{meta['fps']:g} fps)")
+
+
+def _card_header(meta: dict[str, Any], name: str) -> list[str]:
+    """The YAML block the Hub reads: name, license, task, size, tags, one config with its splits."""
     splits = meta["splits"]
-    total_rows = sum(s["rows"] for s in splits.values())
-    total_hours = sum(s["hours"] for s in splits.values())
     lines = [
         "---",
-        f"pretty_name: {json.dumps(name)}",
-        "tags:", "- audio", "- neural-codec-tokens", f"- {meta['codec']}",
-        "---", "",
-        f"# {name}", "",
+        f"pretty_name: {json.dumps(pretty_name(meta, name))}",
+        f"license: {json.dumps((meta.get('card') or {}).get('license') or DEFAULT_LICENSE)}",
+        "task_categories:", "- audio-to-audio",
+        "size_categories:", f"- {_size_category(sum(s['rows'] for s in splits.values()))}",
+        "tags:", "- audio", "- neural-codec-tokens", f"- {json.dumps(meta['codec'])}",
+        "configs:", "- config_name: default", "  data_files:",
+    ]
+    for sname in splits:
+        lines += [f"  - split: {json.dumps(sname)}", f"    path: {json.dumps(sname + '/data-*.arrow')}"]
+    return lines + ["---", ""]
+
+
+def _card_intro(meta: dict[str, Any], name: str) -> list[str]:
+    """Title, one-line summary, the random-weights warning, the per-split and property tables."""
+    splits, weights = meta["splits"], meta["weights"]
+    lines = [
+        f"# {pretty_name(meta, name)}", "",
         f"Neural-codec token dataset built by `wf-build-dataset` (enc-hf-workflow): "
-        f"{total_rows} files, {total_hours:.3f} hours of audio as `{meta['codec']}` tokens "
+        f"{sum(s['rows'] for s in splits.values())} files, "
+        f"{sum(s['hours'] for s in splits.values()):.3f} hours of audio as `{meta['codec']}` tokens "
         f"({meta['num_codebooks']} codebooks at {meta['fps']:g} frames/s, {meta['sample_rate']} Hz audio).",
         "",
     ]
-    weights = meta["weights"]
     if weights == "random":
         lines += [
             "> [!WARNING]",
@@ -146,15 +178,13 @@ def render_card(meta: dict[str, Any], name: str) -> str:
         ]
     elif weights == "unknown" or weights.startswith("mixed"):
         lines += [f"> **Note:** codec weights provenance is `{weights}`; check the token files.", ""]
-    lines += [
-        "## Summary", "",
-        "| split | rows | hours | token frames | rows with sidecar | skipped files | built |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
+    lines += ["## Summary", "",
+              "| split | rows | hours | token frames | rows with sidecar | skipped files | built |",
+              "|---|---:|---:|---:|---:|---:|---|"]
     for sname, s in splits.items():
         lines.append(f"| {sname} | {s['rows']} | {s['hours']:.4f} | {s['frames']} | "
                      f"{s.get('rows_with_cond', 0)} | {len(s.get('skipped', []))} | {s.get('built', '')} |")
-    lines += [
+    return lines + [
         "", "| property | value |", "|---|---|",
         f"| codec | `{meta['codec']}` |",
         f"| weights (provenance) | `{weights}` |",
@@ -163,61 +193,104 @@ def render_card(meta: dict[str, Any], name: str) -> str:
         f"| codebooks | {meta['num_codebooks']} |",
         f"| embedded codes / cond values | {'yes' if meta['embedded'] else 'no'} |",
         f"| wav column | {'yes' if meta['has_wav'] else 'no'} |",
-        "", "## Columns", "", "| column | type | meaning |", "|---|---|---|",
     ]
+
+
+def _card_columns_and_features(meta: dict[str, Any]) -> list[str]:
+    lines = ["", "## Columns", "", "| column | type | meaning |", "|---|---|---|"]
     for col, typ in meta["columns"].items():
         lines.append(f"| `{col}` | {typ} | {COLUMN_DOCS.get(col, '')} |")
     lines += ["", "## Conditioning features", ""]
-    if meta["features"]:
-        lines += [
-            "Columns of each `.cond.npy` sidecar (and of `cond_values`), in this order. `min`/`max` "
-            "are the normalisation range: given by the producer when *range from* says `producer`, "
-            "else the data's extremes. `mean`/`std` are over all frames of all splits.", "",
-            "| # | feature | units | min | max | mean | std | range from | producer | description |",
-            "|---:|---|---|---:|---:|---:|---:|---|---|---|",
-        ]
-        for i, (fname, f) in enumerate(meta["features"].items()):
-            lines.append(
-                f"| {i} | `{fname}` | {_fmt(f.get('units'))} | {_fmt(f.get('min'))} | "
-                f"{_fmt(f.get('max'))} | {_fmt(f.get('mean'))} | {_fmt(f.get('std'))} | "
-                f"{_fmt(f.get('range_from'))} | {_fmt(f.get('producer'))} | {_fmt(f.get('doc_string'))} |")
-        if not meta.get("features_consistent", True):
-            lines += ["", "> **Warning:** the splits do not share one feature list:"]
-            lines += [f"> - {s}: {', '.join(sm['feature_order']) or '(none)'}" for s, sm in splits.items()]
-    else:
-        lines.append("No conditioning sidecars (`.cond.npy`) were found; `cond` is null in every row.")
-    example_split = next(iter(splits), "train")
+    if not meta["features"]:
+        return lines + ["No conditioning sidecars (`.cond.npy`) were found; `cond` is null in every row."]
     lines += [
-        "", "## How to load", "",
-        "```python",
-        "import datasets",
-        "from workflow import hfdata, ecdc",
-        "",
-        f'ds = datasets.load_from_disk("{name}")      # or hfdata.load_dataset_dir(...)',
-        f'row = ds["{example_split}"][0]',
-        f'tokens = ecdc.read_ecdc(hfdata.resolve_path("{name}", row["audio"])).codes  # int16 [K, T]',
-        'meta = hfdata.read_dataset_meta("' + name + '")  # features, units, ranges, splits',
+        "Columns of each `.cond.npy` sidecar (and of `cond_values`), in this order. `min`/`max` "
+        "are the normalisation range: given by the producer when *range from* says `producer`, "
+        "else the data's extremes. `mean`/`std` are over all frames of all splits.", "",
+        "| # | feature | units | min | max | mean | std | range from | producer | description |",
+        "|---:|---|---|---:|---:|---:|---:|---|---|---|",
     ]
+    for i, (fname, f) in enumerate(meta["features"].items()):
+        lines.append(
+            f"| {i} | `{fname}` | {_fmt(f.get('units'))} | {_fmt(f.get('min'))} | "
+            f"{_fmt(f.get('max'))} | {_fmt(f.get('mean'))} | {_fmt(f.get('std'))} | "
+            f"{_fmt(f.get('range_from'))} | {_fmt(f.get('producer'))} | {_fmt(f.get('doc_string'))} |")
+    if not meta.get("features_consistent", True):
+        lines += ["", "> **Warning:** the splits do not share one feature list:"]
+        lines += [f"> - {s}: {', '.join(sm['feature_order']) or '(none)'}" for s, sm in meta["splits"].items()]
+    return lines
+
+
+def _card_loading(meta: dict[str, Any], name: str) -> list[str]:
+    """Two snippets: ``datasets`` + numpy only, then this package's readers."""
+    split = next(iter(meta["splits"]), "train")
+    lines = ["", "## How to load", "", "With `datasets` and numpy only:", "", "```python",
+             "import os", "import datasets", "import numpy as np", "",
+             f'root = "{name}"                          # this folder',
+             "ds = datasets.load_from_disk(root)",
+             f'row = ds["{split}"][0]',
+             'cond = np.load(os.path.join(root, row["cond"])) if row["cond"] else None  # float [T, D]']
     if meta["embedded"]:
-        lines += [
-            "",
-            "# embedded columns, no small-file reads (int16 codes need the dtype, see below):",
-            f'arrow = ds["{example_split}"].with_format("arrow")',
-            "r = hfdata.arrow_row_to_numpy(arrow[0])       # codes int16 [K, T], cond_values float32 [T, D]",
-            f'fmt = ds["{example_split}"].with_format("numpy", columns=["codes"], dtype="int16")',
-            'codes = fmt[0]["codes"]                        # int16 [K, T] (int64 without the dtype)',
-        ]
-    lines += [
-        "```", "",
-        "Path columns are relative to this folder; `hfdata.resolve_path` makes them absolute. "
-        "`datasets`' numpy format returns integers as int64 unless a dtype is given.", "",
-        "## Provenance", "",
+        lines += ['codes = np.asarray(row["codes"], dtype=np.int16)          # [K, T]',
+                  'values = np.asarray(row["cond_values"], dtype=np.float32)  # [T, D]']
+    if meta["has_wav"]:
+        lines += [f'wavs = ds["{split}"].cast_column("wav", datasets.Audio(decode=False))',
+                  'wavs[0]["wav"]   # {"bytes": None, "path": "wav/…"}, relative to root']
+    lines += ["```", "", "The `.ecdc` token files are Meta's EnCodec container (entropy-coded); "
+              "reading their codes needs enc-hf-workflow (or a build with `--embed`):", "",
+              "```python", "from workflow import hfdata, ecdc", "",
+              f'ds = hfdata.load_dataset_dir("{name}")',
+              f'row = ds["{split}"][0]',
+              f'tokens = ecdc.read_ecdc(hfdata.resolve_path("{name}", row["audio"])).codes  # int16 [K, T]',
+              'meta = hfdata.read_dataset_meta("' + name + '")  # features, units, ranges, splits']
+    if meta["embedded"]:
+        lines += [f'arrow = ds["{split}"].with_format("arrow")',
+                  "r = hfdata.arrow_row_to_numpy(arrow[0])       # codes int16 [K, T], cond_values float32 [T, D]",
+                  f'fmt = ds["{split}"].with_format("numpy", columns=["codes"], dtype="int16")',
+                  'codes = fmt[0]["codes"]                        # int16 [K, T] (int64 without the dtype)']
+    return lines + ["```", "",
+                    "Path columns are relative to this folder; `hfdata.resolve_path` makes them absolute. "
+                    "`datasets`' numpy format returns integers as int64 unless a dtype is given."]
+
+
+def _shown(path: str | None) -> str | None:
+    """A recorded source folder as the card shows it: relative, or (older datasets) its basename."""
+    if path is None:
+        return None
+    return os.path.basename(path.rstrip("/")) if os.path.isabs(path) else path
+
+
+def _card_copying(meta: dict[str, Any]) -> list[str]:
+    """What can and cannot be copied or moved, for the materialize modes of this dataset's splits."""
+    srcs = [s.get("source", {}) for s in meta["splits"].values()]
+    modes = {s.get("materialize", "link") for s in srcs}
+    where = ", ".join(f"`{_shown(p)}`" for p in dict.fromkeys(
+        x for s in srcs for x in (s.get("tokens_dir"), s.get("cond_root"), s.get("wav_root")) if x))
+    lines = ["", "## Copying, moving, publishing", ""]
+    if modes == {"copy"}:
+        return lines + ["Self-contained (`--materialize copy`): copy, move or publish this folder as it is."]
+    kind = ("relative symbolic links" if "link" in modes else "paths") + f" to the sources ({where}, " \
+        "relative to this folder)"
+    return lines + [
+        f"The token/sidecar/wav files are {kind}, not copies. So:", "",
+        "- **works**: moving or copying this folder *together with* its sources, keeping their relative "
+        "position (`mv`, `cp -r` or `rsync -a` of their common parent), or renaming it in place;",
+        "- **breaks every row**: `cp -r` of this folder alone to another place (the links then point "
+        "at nothing; `wf-inspect --verify` says so);",
+        "- **self-contained copy**: `cp -rL` this folder (follows the links), or rebuild with "
+        "`wf-build-dataset … --materialize copy`; do that before publishing (`push_to_hub` / "
+        "`upload_folder` would upload links or dangling paths), or build with `--embed`.",
     ]
-    for sname, s in splits.items():
+
+
+def _card_provenance(meta: dict[str, Any]) -> list[str]:
+    lines = ["", "## Provenance", ""]
+    for sname, s in meta["splits"].items():
         src = s.get("source", {})
-        lines.append(f"- **{sname}**: from `{src.get('tokens_dir')}` (materialize `{src.get('materialize')}`"
-                     + (f", sidecars from `{src['cond_root']}`" if src.get("cond_root") else "")
-                     + (f", wavs from `{src['wav_root']}`" if src.get("wav_root") else "")
+        lines.append(f"- **{sname}**: from `{_shown(src.get('tokens_dir'))}` (materialize "
+                     f"`{src.get('materialize')}`"
+                     + (f", sidecars from `{_shown(src['cond_root'])}`" if src.get("cond_root") else "")
+                     + (f", wavs from `{_shown(src['wav_root'])}`" if src.get("wav_root") else "")
                      + (f", split ratios {src['split_ratios']} seed {src['seed']}"
                         if src.get("split_ratios") else "")
                      + f"), built {s.get('built', '')}.")
@@ -225,5 +298,12 @@ def render_card(meta: dict[str, Any], name: str) -> str:
             lines.append(f"  - skipped `{p['key']}`: {_fmt(p['error'])}")
         if len(s.get("skipped", [])) > 10:
             lines.append(f"  - … and {len(s['skipped']) - 10} more (see {META_FILE})")
-    lines += ["", f"Full metadata: `{META_FILE}`.", ""]
-    return "\n".join(lines)
+    return lines + ["", f"Full metadata: `{META_FILE}`. Source folders are relative to this folder.", ""]
+
+
+def render_card(meta: dict[str, Any], name: str) -> str:
+    """The dataset card (``README.md``): Hub YAML, summary, provenance warning, columns, features,
+    loading, what can be copied."""
+    return "\n".join(_card_header(meta, name) + _card_intro(meta, name)
+                     + _card_columns_and_features(meta) + _card_loading(meta, name)
+                     + _card_copying(meta) + _card_provenance(meta))

@@ -42,6 +42,8 @@ class BuildConfig:
     workers: int = 4
     progress: bool = False
     report: Path | None = None
+    license: str | None = None  # None: keep the dataset's (default "other")
+    pretty_name: str | None = None  # None: keep the dataset's (default: descriptive, see card)
 
     def __post_init__(self) -> None:
         self.tokens_dir = Path(self.tokens_dir)
@@ -94,13 +96,25 @@ class BuildConfig:
                 raise UsageError(f"{flag} {root} is inside OUT_DIR {self.out_dir}: rebuilding would "
                                  "replace it; keep sources outside the dataset folder")
 
+    def rel(self, p: Path | str | None) -> str | None:
+        """``p`` relative to OUT_DIR (POSIX): what META_FILE and the card record, never a local
+        absolute path (it would be published with the dataset)."""
+        return None if p is None else Path(os.path.relpath(_abs(p), _abs(self.out_dir))).as_posix()
+
+    def relativize(self, text: str) -> str:
+        """``text`` with the absolute paths of this build's folders made relative to OUT_DIR."""
+        for root in (self.tokens_dir, self.cond_root, self.wav_root, self.out_dir):
+            if root is not None:
+                for form in {_abs(root), str(root)} if Path(root).is_absolute() else {_abs(root)}:
+                    text = text.replace(form.rstrip(os.sep) + os.sep, (self.rel(root) or ".") + "/")
+        return text
+
     def source_json(self) -> dict[str, Any]:
-        """What this split was built from (recorded per split in META_FILE)."""
+        """What this split was built from (recorded per split in META_FILE), relative to OUT_DIR."""
         return {
-            "tokens_dir": _abs(self.tokens_dir), "suffix": self.suffix, "recursive": self.recursive,
-            "cond_root": _abs(self.cond_root) if self.cond_root else None,
-            "cond_suffix": self.cond_suffix,
-            "wav_root": _abs(self.wav_root) if self.wav_root else None,
+            "tokens_dir": self.rel(self.tokens_dir), "suffix": self.suffix, "recursive": self.recursive,
+            "cond_root": self.rel(self.cond_root), "cond_suffix": self.cond_suffix,
+            "wav_root": self.rel(self.wav_root),
             "materialize": self.materialize, "tokens_subdir": self.tokens_subdir,
             "wav_subdir": self.wav_subdir if self.wav_root else None, "embed": self.embed,
             "split_ratios": self.split_ratios, "seed": self.seed if self.split_ratios else None,
@@ -121,6 +135,7 @@ class BuildResult:
     report_path: Path | None = None
     warnings: list[str] = field(default_factory=list)
     report: Any = None  # the runner's RunReport of the scan (failures included)
+    notes: list[str] = field(default_factory=list)  # e.g. where the sidecars were found
 
 
 class VerifyError(DatasetError):
@@ -136,3 +151,11 @@ class VerifyError(DatasetError):
 
 def _abs(p: Path | str) -> str:
     return os.path.abspath(p)
+
+
+def _recorded(out_dir: Path | str, path: str | None) -> str | None:
+    """A source folder recorded in META_FILE as an absolute path (relative to OUT_DIR since the
+    card stopped publishing local paths; older datasets recorded absolute ones)."""
+    if path is None:
+        return None
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(_abs(out_dir), path))

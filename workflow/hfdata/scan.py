@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,10 +130,11 @@ def _describe_signature(sig: Sequence[Any]) -> str:
 
 def _select_usable(scanned: Sequence[_Scanned], old_meta: dict[str, Any] | None, kept: Sequence[str]
                    ) -> tuple[list[_Scanned], dict[str, str], tuple, list[str]]:
-    """One codec layout and one feature list per dataset: files that differ are problems.
+    """One codec layout per dataset: files that differ are problems.
 
-    The reference is the kept splits' layout (else the most common one among the files) and the
-    most common sidecar feature list. Returns (usable, problems, layout, feature order).
+    The reference is the kept splits' layout (else the most common one among the files). The
+    feature list is checked by :func:`check_feature_sets` first (one list, or nothing is built).
+    Returns (usable, problems, layout, feature order).
     """
     if kept and old_meta is not None:
         ref_sig = (old_meta["codec"], round(float(old_meta["fps"]), 6), int(old_meta["sample_rate"]),
@@ -150,12 +152,67 @@ def _select_usable(scanned: Sequence[_Scanned], old_meta: dict[str, Any] | None,
             problems[s.key] = (f"{s.src}: tokens are {_describe_signature(s.signature)} but the dataset "
                                f"is {_describe_signature(ref_sig)} (from {ref_from}); re-encode it, or "
                                "build it into another OUT_DIR" + (" or use --fresh" if kept else ""))
-        elif s.cond_src is not None and list(s.features) != ref_order:
-            problems[s.key] = (f"{s.cond_src}: sidecar features [{', '.join(s.features)}] differ from "
-                               f"the rest of the dataset's [{', '.join(ref_order)}]; run wf-sidecar-add "
-                               "on it so every file has the same features")
         else:
             usable.append(s)
     for key, err in problems.items():
         log.warning("%s left out: %s", key, err)
     return usable, problems, ref_sig, ref_order
+
+
+def _roots_args(cfg: BuildConfig) -> str:
+    return f"--audio-root {shlex.quote(str(cfg.tokens_dir))}" + (
+        f" --cond-root {shlex.quote(str(cfg.cond_root))}" if cfg.cond_root is not None else "")
+
+
+def check_feature_sets(cfg: BuildConfig, scanned: Sequence[_Scanned]) -> None:
+    """Every sidecar must list the same features in the same order, else nothing is built.
+
+    Raises a :class:`DatasetError` listing each feature list with its files and the commands
+    that make them agree (``wf-sidecar-add --drop``, ``--filename-default``, the audit).
+    """
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for s in scanned:
+        if s.cond_src is not None:
+            groups.setdefault(tuple(s.features), []).append(s.key)
+    if len(groups) <= 1:
+        return
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    lines = [f"  [{', '.join(names) or 'no features'}]: {len(keys)} file(s), e.g. "
+             + ", ".join(keys[:3]) for names, keys in ordered]
+    every = set.intersection(*(set(n) for n in groups))
+    uneven = sorted(set().union(*groups) - every)
+    roots = _roots_args(cfg)
+    fixes = [f"  wf-sidecar-audit {roots}    # lists the odd files (issue mixed_features)"]
+    if uneven:
+        fixes.append(f"  wf-sidecar-add {roots} " + " ".join(f"--drop {shlex.quote(n)}" for n in uneven)
+                     + "    # keep only the features every file has")
+        fixes.append(f"  wf-sidecar-add {roots} --producer from_filename --filename-keys "
+                     + " ".join(shlex.quote(n) for n in uneven) + " "
+                     + " ".join(f"--filename-default {shlex.quote(n)}=VALUE" for n in uneven)
+                     + " --mode overwrite    # or, for features from file names, give every file all of them")
+    else:
+        fixes.append(f"  wf-sidecar-init {roots} --overwrite, then wf-sidecar-add again    # same "
+                     "features, different order: rebuild the sidecars in one order")
+    raise DatasetError(
+        f"the sidecars under {cfg.cond_root or cfg.tokens_dir} do not all have the same features, "
+        "and every row of a dataset must; nothing was written. Feature lists found:\n"
+        + "\n".join(lines) + "\nMake them agree, then build again, e.g.:\n" + "\n".join(fixes))
+
+
+def conditioning_warnings(cfg: BuildConfig, usable: Sequence[_Scanned], ref_order: list[str]) -> list[str]:
+    """Loud notes when rows will have no conditioning: no sidecars found, none with features,
+    or some files without a sidecar."""
+    without = [s.key for s in usable if s.cond_src is None]
+    where = f"under --cond-root {cfg.cond_root}" if cfg.cond_root else "beside the token files"
+    if usable and len(without) == len(usable):
+        return [f"NO CONDITIONING: none of the {len(usable)} token files has a sidecar {where}, so "
+                "'cond' is null in every row. If wf-sidecar-init wrote them elsewhere, pass that "
+                "folder with --cond-root; else run wf-sidecar-init and wf-sidecar-add first"]
+    if usable and not ref_order:
+        return [f"NO CONDITIONING: the sidecars {where} have no features ('cond' is [T, 0] in every "
+                f"row); add some with wf-sidecar-add {_roots_args(cfg)} --producer …"]
+    if without:
+        return [f"{len(without)} of {len(usable)} token files have no sidecar {where} ('cond' is null "
+                f"in those rows), e.g. {', '.join(without[:3])}; run wf-sidecar-init and "
+                "wf-sidecar-add for them so every row has the same features"]
+    return []

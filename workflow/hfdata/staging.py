@@ -111,7 +111,9 @@ def _place(src: Path, final: Path, staged: Path, mode: str) -> None:
     if staged.is_symlink() or staged.exists():
         staged.unlink()
     if mode == "link":
-        os.symlink(os.path.relpath(_abs(src), _abs(final.parent)), staged)
+        # relative to the real folders: a symlinked parent of either side must not skew the ``..``
+        target = os.path.join(os.path.realpath(_abs(src.parent)), src.name)
+        os.symlink(os.path.relpath(target, os.path.realpath(_abs(final.parent))), staged)
     else:
         shutil.copy2(src, staged)
 
