@@ -221,21 +221,19 @@ def _looks_like_archive(filename: str) -> bool:
     return filename.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
 
 
-def _transfer(
-    url: str, part: Path, part_meta: Path, *, timeout_s: float, progress: bool, label: str,
-) -> None:
-    """One HTTP request that appends to (or restarts) ``part``. Returns when the body is whole.
-
-    Raises :class:`_TransientError` for anything a retry can fix (the bytes received so far stay
-    in ``part`` so the retry resumes), :class:`DownloadError` for permanent failures.
-    """
+def _resume_offset(url: str, part: Path, part_meta: Path, label: str) -> tuple[dict[str, Any] | None, int]:
+    """(sidecar meta, bytes already in ``part``); a part file of unknown origin is discarded."""
     meta = _read_json(part_meta) if part.exists() else None
     offset = part.stat().st_size if part.exists() else 0
     if offset and (meta is None or meta.get("url") != url):
         log.info("%s: discarding %s (%d bytes) of unknown origin; starting over", label, part, offset)
         _unlink(part, part_meta)
         meta, offset = None, 0
+    return meta, offset
 
+
+def _request_headers(offset: int, meta: dict[str, Any] | None) -> dict[str, str]:
+    """Identity-encoded request headers, with Range / If-Range when resuming at ``offset``."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -243,26 +241,41 @@ def _transfer(
         validator = etag if etag and not etag.startswith("W/") else (meta or {}).get("last_modified")
         if validator:
             headers["If-Range"] = validator
+    return headers
+
+
+def _raise_for_http_error(
+    exc: urllib.error.HTTPError, url: str, part: Path, part_meta: Path, offset: int, label: str,
+) -> None:
+    """Classify an HTTP error: return only when a 416 shows ``part`` already holds every byte."""
+    try:
+        if exc.code == 416 and offset:
+            _, _, total = parse_content_range(exc.headers.get("Content-Range"))
+            if total is not None and total == offset:
+                log.info("%s: %s already holds all %d bytes", label, part.name, total)
+                return
+            _unlink(part, part_meta)
+            raise _TransientError("server refused the resume range (HTTP 416); restarting") from exc
+        if exc.code in (408, 425, 429) or exc.code >= 500:
+            raise _TransientError(f"HTTP {exc.code} {exc.reason}") from exc
+        raise DownloadError(
+            f"{url} answered HTTP {exc.code} {exc.reason}"
+            + (" (the publisher may require registration or a login)" if exc.code in (401, 403) else "")
+        ) from exc
+    finally:
+        exc.close()
+
+
+def _open_url(
+    url: str, headers: dict[str, str], part: Path, part_meta: Path, *, offset: int, timeout_s: float, label: str,
+) -> Any:
+    """The response to one request, or None when the server says ``part`` is already whole."""
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 (http/https only)
+        return urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 (http/https only)
     except urllib.error.HTTPError as exc:
-        try:
-            if exc.code == 416 and offset:
-                _, _, total = parse_content_range(exc.headers.get("Content-Range"))
-                if total is not None and total == offset:
-                    log.info("%s: %s already holds all %d bytes", label, part.name, total)
-                    return
-                _unlink(part, part_meta)
-                raise _TransientError("server refused the resume range (HTTP 416); restarting") from exc
-            if exc.code in (408, 425, 429) or exc.code >= 500:
-                raise _TransientError(f"HTTP {exc.code} {exc.reason}") from exc
-            raise DownloadError(
-                f"{url} answered HTTP {exc.code} {exc.reason}"
-                + (" (the publisher may require registration or a login)" if exc.code in (401, 403) else "")
-            ) from exc
-        finally:
-            exc.close()
+        _raise_for_http_error(exc, url, part, part_meta, offset, label)
+        return None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLCertVerificationError):
@@ -272,73 +285,107 @@ def _transfer(
             ) from exc
         raise _TransientError(f"could not reach the server: {reason}") from exc
 
-    with response:
-        status = response.status
-        ctype = response.headers.get("Content-Type", "") or ""
-        if ctype.lower().startswith("text/html") and _looks_like_archive(part.name[: -len(".part")]):
-            raise DownloadError(
-                f"{url} returned an HTML page instead of the archive (Content-Type {ctype}); the "
-                "publisher probably requires registration, a form or a login first"
+
+def _body_plan(
+    response: Any, url: str, part: Path, part_meta: Path, *, offset: int, meta: dict[str, Any] | None, label: str,
+) -> tuple[int, int | None, str]:
+    """(offset, total, file mode) for the body of ``response``: resume (206) or restart (200)."""
+    status = response.status
+    ctype = response.headers.get("Content-Type", "") or ""
+    if ctype.lower().startswith("text/html") and _looks_like_archive(part.name[: -len(".part")]):
+        raise DownloadError(
+            f"{url} returned an HTML page instead of the archive (Content-Type {ctype}); the "
+            "publisher probably requires registration, a form or a login first"
+        )
+    if status == 206:
+        start, _, total = parse_content_range(response.headers.get("Content-Range"))
+        if start != offset:
+            _unlink(part, part_meta)
+            raise _TransientError(
+                f"server resumed at byte {start} instead of {offset}; restarting from 0"
             )
-        if status == 206:
-            start, _, total = parse_content_range(response.headers.get("Content-Range"))
-            if start != offset:
-                _unlink(part, part_meta)
-                raise _TransientError(
-                    f"server resumed at byte {start} instead of {offset}; restarting from 0"
-                )
-            if total is None and response.headers.get("Content-Length"):
-                total = offset + int(response.headers["Content-Length"])
-            if meta and meta.get("total") not in (None, total):
-                _unlink(part, part_meta)
-                raise _TransientError("the file on the server changed size; restarting from 0")
-            mode = "ab"
-        elif status == 200:
-            if offset:
-                log.info(
-                    "%s: server answered 200 to a Range request (no resume support, or the file "
-                    "changed); restarting from byte 0", label,
-                )
-            offset = 0
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            mode = "wb"
-            _write_json(part_meta, {
-                "url": url, "etag": response.headers.get("ETag"),
-                "last_modified": response.headers.get("Last-Modified"), "total": total,
-                "started_at": _now(),
-            })
-        else:
-            raise DownloadError(f"{url} answered an unexpected HTTP {status}")
+        if total is None and response.headers.get("Content-Length"):
+            total = offset + int(response.headers["Content-Length"])
+        if meta and meta.get("total") not in (None, total):
+            _unlink(part, part_meta)
+            raise _TransientError("the file on the server changed size; restarting from 0")
+        return offset, total, "ab"
+    if status == 200:
+        if offset:
+            log.info(
+                "%s: server answered 200 to a Range request (no resume support, or the file "
+                "changed); restarting from byte 0", label,
+            )
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        _write_json(part_meta, {
+            "url": url, "etag": response.headers.get("ETag"),
+            "last_modified": response.headers.get("Last-Modified"), "total": total,
+            "started_at": _now(),
+        })
+        return 0, total, "wb"
+    raise DownloadError(f"{url} answered an unexpected HTTP {status}")
 
-        if total is not None:
-            free = shutil.disk_usage(part.parent).free
-            if free < (total - offset) + DISK_MARGIN_BYTES:
-                raise DownloadError(
-                    f"not enough free space in {part.parent} for {url}: need "
-                    f"{format_bytes(total - offset)} more, {format_bytes(free)} free"
-                )
 
-        with open(part, mode) as fh, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=label, disable=not progress, leave=True, dynamic_ncols=True,
-        ) as bar:
-            try:
-                while True:
-                    chunk = response.read(CHUNK_BYTES)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
-                raise _TransientError(f"connection broke after {fh.tell()} bytes: {exc}") from exc
+def _check_free_space(url: str, part: Path, offset: int, total: int | None) -> None:
+    """Refuse a transfer whose remaining bytes (plus a margin) do not fit next to ``part``."""
+    if total is None:
+        return
+    free = shutil.disk_usage(part.parent).free
+    if free < (total - offset) + DISK_MARGIN_BYTES:
+        raise DownloadError(
+            f"not enough free space in {part.parent} for {url}: need "
+            f"{format_bytes(total - offset)} more, {format_bytes(free)} free"
+        )
 
+
+def _copy_body(
+    response: Any, part: Path, mode: str, *, offset: int, total: int | None, progress: bool, label: str,
+) -> None:
+    """Stream the response body into ``part`` (append or overwrite) with a progress bar."""
+    with open(part, mode) as fh, tqdm(
+        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+        desc=label, disable=not progress, leave=True, dynamic_ncols=True,
+    ) as bar:
+        try:
+            while True:
+                chunk = response.read(CHUNK_BYTES)
+                if not chunk:
+                    break
+                fh.write(chunk)
+                bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
+            raise _TransientError(f"connection broke after {fh.tell()} bytes: {exc}") from exc
+
+
+def _check_received_size(part: Path, part_meta: Path, total: int | None) -> None:
+    """A short body is retried (resuming); a body longer than announced restarts from 0."""
     size = part.stat().st_size
     if total is not None and size < total:
         raise _TransientError(f"connection closed after {size} of {total} bytes")
     if total is not None and size > total:
         _unlink(part, part_meta)
         raise _TransientError(f"received {size} bytes, more than the announced {total}; restarting")
+
+
+def _transfer(
+    url: str, part: Path, part_meta: Path, *, timeout_s: float, progress: bool, label: str,
+) -> None:
+    """One HTTP request that appends to (or restarts) ``part``. Returns when the body is whole.
+
+    Raises :class:`_TransientError` for anything a retry can fix (the bytes received so far stay
+    in ``part`` so the retry resumes), :class:`DownloadError` for permanent failures.
+    """
+    meta, offset = _resume_offset(url, part, part_meta, label)
+    headers = _request_headers(offset, meta)
+    response = _open_url(url, headers, part, part_meta, offset=offset, timeout_s=timeout_s, label=label)
+    if response is None:
+        return
+    with response:
+        offset, total, mode = _body_plan(response, url, part, part_meta, offset=offset, meta=meta, label=label)
+        _check_free_space(url, part, offset, total)
+        _copy_body(response, part, mode, offset=offset, total=total, progress=progress, label=label)
+    _check_received_size(part, part_meta, total)
 
 
 def _verify(
