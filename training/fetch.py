@@ -232,18 +232,6 @@ def _resume_offset(url: str, part: Path, part_meta: Path, label: str) -> tuple[d
     return meta, offset
 
 
-def _request_headers(offset: int, meta: dict[str, Any] | None) -> dict[str, str]:
-    """Identity-encoded request headers, with Range / If-Range when resuming at ``offset``."""
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        etag = (meta or {}).get("etag")
-        validator = etag if etag and not etag.startswith("W/") else (meta or {}).get("last_modified")
-        if validator:
-            headers["If-Range"] = validator
-    return headers
-
-
 def _raise_for_http_error(
     exc: urllib.error.HTTPError, url: str, part: Path, part_meta: Path, offset: int, label: str,
 ) -> None:
@@ -267,9 +255,17 @@ def _raise_for_http_error(
 
 
 def _open_url(
-    url: str, headers: dict[str, str], part: Path, part_meta: Path, *, offset: int, timeout_s: float, label: str,
+    url: str, part: Path, part_meta: Path, *, offset: int, meta: dict[str, Any] | None, timeout_s: float, label: str,
 ) -> Any:
-    """The response to one request, or None when the server says ``part`` is already whole."""
+    """The response to one request (a Range request when resuming at ``offset``), or None when
+    the server says ``part`` is already whole."""
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        etag = (meta or {}).get("etag")
+        validator = etag if etag and not etag.startswith("W/") else (meta or {}).get("last_modified")
+        if validator:
+            headers["If-Range"] = validator
     request = urllib.request.Request(url, headers=headers)
     try:
         return urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 (http/https only)
@@ -327,22 +323,18 @@ def _body_plan(
     raise DownloadError(f"{url} answered an unexpected HTTP {status}")
 
 
-def _check_free_space(url: str, part: Path, offset: int, total: int | None) -> None:
-    """Refuse a transfer whose remaining bytes (plus a margin) do not fit next to ``part``."""
-    if total is None:
-        return
-    free = shutil.disk_usage(part.parent).free
-    if free < (total - offset) + DISK_MARGIN_BYTES:
-        raise DownloadError(
-            f"not enough free space in {part.parent} for {url}: need "
-            f"{format_bytes(total - offset)} more, {format_bytes(free)} free"
-        )
-
-
-def _copy_body(
-    response: Any, part: Path, mode: str, *, offset: int, total: int | None, progress: bool, label: str,
+def _write_body(
+    response: Any, url: str, part: Path, mode: str, *, offset: int, total: int | None, progress: bool, label: str,
 ) -> None:
-    """Stream the response body into ``part`` (append or overwrite) with a progress bar."""
+    """Stream the response body into ``part`` (append or overwrite) with a progress bar, after
+    refusing a transfer whose remaining bytes (plus a margin) do not fit on the disk."""
+    if total is not None:
+        free = shutil.disk_usage(part.parent).free
+        if free < (total - offset) + DISK_MARGIN_BYTES:
+            raise DownloadError(
+                f"not enough free space in {part.parent} for {url}: need "
+                f"{format_bytes(total - offset)} more, {format_bytes(free)} free"
+            )
     with open(part, mode) as fh, tqdm(
         total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
         desc=label, disable=not progress, leave=True, dynamic_ncols=True,
@@ -358,16 +350,6 @@ def _copy_body(
             raise _TransientError(f"connection broke after {fh.tell()} bytes: {exc}") from exc
 
 
-def _check_received_size(part: Path, part_meta: Path, total: int | None) -> None:
-    """A short body is retried (resuming); a body longer than announced restarts from 0."""
-    size = part.stat().st_size
-    if total is not None and size < total:
-        raise _TransientError(f"connection closed after {size} of {total} bytes")
-    if total is not None and size > total:
-        _unlink(part, part_meta)
-        raise _TransientError(f"received {size} bytes, more than the announced {total}; restarting")
-
-
 def _transfer(
     url: str, part: Path, part_meta: Path, *, timeout_s: float, progress: bool, label: str,
 ) -> None:
@@ -377,15 +359,18 @@ def _transfer(
     in ``part`` so the retry resumes), :class:`DownloadError` for permanent failures.
     """
     meta, offset = _resume_offset(url, part, part_meta, label)
-    headers = _request_headers(offset, meta)
-    response = _open_url(url, headers, part, part_meta, offset=offset, timeout_s=timeout_s, label=label)
+    response = _open_url(url, part, part_meta, offset=offset, meta=meta, timeout_s=timeout_s, label=label)
     if response is None:
         return
     with response:
         offset, total, mode = _body_plan(response, url, part, part_meta, offset=offset, meta=meta, label=label)
-        _check_free_space(url, part, offset, total)
-        _copy_body(response, part, mode, offset=offset, total=total, progress=progress, label=label)
-    _check_received_size(part, part_meta, total)
+        _write_body(response, url, part, mode, offset=offset, total=total, progress=progress, label=label)
+    size = part.stat().st_size
+    if total is not None and size < total:
+        raise _TransientError(f"connection closed after {size} of {total} bytes")
+    if total is not None and size > total:
+        _unlink(part, part_meta)
+        raise _TransientError(f"received {size} bytes, more than the announced {total}; restarting")
 
 
 def _verify(
@@ -442,6 +427,94 @@ def _valid_marker(remote: RemoteFile, dest: Path, *, enforce: bool) -> dict[str,
     return marker
 
 
+def _adopt_existing(
+    remote: RemoteFile, dest: Path, *, enforce_checksum: bool, progress: bool,
+) -> DownloadResult | None:
+    """The result for a file already at ``dest`` (marked, or placed by hand and verified now); else None."""
+    marker_path = _marker_path(dest)
+    marker = _valid_marker(remote, dest, enforce=enforce_checksum)
+    if marker is not None:
+        log.info("%s: already downloaded and verified (%s)", dest, marker_path.name)
+        return DownloadResult(dest, remote.url, marker["size_bytes"], marker["sha256"], False,
+                              dict(marker.get("checks", {})),
+                              origin=str(marker.get("origin", "downloaded")))
+    if not dest.is_file():
+        return None
+    log.info("%s: found without a marker (placed by hand?); verifying it", dest)
+    try:
+        digest, checks = _verify(remote, dest, enforce=enforce_checksum, progress=progress)
+    except ChecksumMismatchError as exc:
+        raise ChecksumMismatchError(
+            f"{exc}. {dest} was not downloaded by this tool and is left alone: delete it "
+            "(or re-run with --force) to download it again"
+        ) from exc
+    _write_json(marker_path, {
+        "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
+        "origin": FOUND_IN_PLACE, "size_bytes": dest.stat().st_size, "sha256": digest,
+        "checks": checks, "verified_at": _now(),
+    })
+    return DownloadResult(dest, remote.url, dest.stat().st_size, digest, False, checks,
+                          origin=FOUND_IN_PLACE)
+
+
+def _transfer_with_retries(
+    remote: RemoteFile, part: Path, part_meta: Path, *,
+    retries: int, backoff_s: float, timeout_s: float, progress: bool, hint: str,
+) -> int:
+    """Run :func:`_transfer` until ``part`` is whole; return the number of requests made."""
+    label = remote.filename
+    requests = 0
+    failures = 0
+    while True:
+        requests += 1
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            _transfer(remote.url, part, part_meta, timeout_s=timeout_s, progress=progress, label=label)
+            return requests
+        except _TransientError as exc:
+            # an attempt that moved the download forward starts the retry count afresh, so a
+            # long transfer over a flaky link keeps going as long as it makes progress
+            progressed = part.exists() and part.stat().st_size > before
+            failures = 1 if progressed else failures + 1
+            if failures > retries:
+                raise DownloadError(
+                    f"could not download {remote.url} after {failures} attempts ({exc}). "
+                    f"The {part.stat().st_size if part.exists() else 0} bytes received so far "
+                    f"are kept in {part}; re-run to resume. {hint}".rstrip()
+                ) from exc
+            delay = min(backoff_s * (2 ** (failures - 1)), 60.0)
+            log.warning("%s: %s; retry %d/%d in %.0f s", label, exc, failures, retries, delay)
+            if delay:
+                time.sleep(delay)
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}. {hint}".rstrip()) from exc
+
+
+def _promote_part(
+    remote: RemoteFile, dest: Path, *, enforce_checksum: bool, progress: bool, requests: int,
+) -> DownloadResult:
+    """Verify the whole ``.part`` file, move it to ``dest`` and write its marker."""
+    part, part_meta = _part_paths(dest)
+    try:
+        digest, checks = _verify(remote, part, enforce=enforce_checksum, progress=progress)
+    except ChecksumMismatchError as exc:
+        _unlink(part, part_meta)
+        raise ChecksumMismatchError(
+            f"{remote.url}: {exc}. The download was deleted. If the publisher replaced the file, "
+            "check its page and re-run with --no-checksum; otherwise re-run to download again."
+        ) from exc
+    size = part.stat().st_size
+    os.replace(part, dest)
+    _unlink(part_meta)
+    _write_json(_marker_path(dest), {
+        "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
+        "origin": "downloaded", "size_bytes": size, "sha256": digest, "checks": checks,
+        "verified_at": _now(),
+    })
+    log.info("%s: downloaded %s, sha256 %s", dest, format_bytes(size), digest)
+    return DownloadResult(dest, remote.url, size, digest, True, checks, requests)
+
+
 def download_file(
     remote: RemoteFile,
     dest_dir: Path,
@@ -463,80 +536,19 @@ def download_file(
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / remote.filename
-    marker_path = _marker_path(dest)
     part, part_meta = _part_paths(dest)
-    label = remote.filename
 
     if force:
-        _unlink(dest, marker_path, part, part_meta)
+        _unlink(dest, _marker_path(dest), part, part_meta)
     else:
-        marker = _valid_marker(remote, dest, enforce=enforce_checksum)
-        if marker is not None:
-            log.info("%s: already downloaded and verified (%s)", dest, marker_path.name)
-            return DownloadResult(dest, remote.url, marker["size_bytes"], marker["sha256"], False,
-                                  dict(marker.get("checks", {})),
-                                  origin=str(marker.get("origin", "downloaded")))
-        if dest.is_file():
-            log.info("%s: found without a marker (placed by hand?); verifying it", dest)
-            try:
-                digest, checks = _verify(remote, dest, enforce=enforce_checksum, progress=progress)
-            except ChecksumMismatchError as exc:
-                raise ChecksumMismatchError(
-                    f"{exc}. {dest} was not downloaded by this tool and is left alone: delete it "
-                    "(or re-run with --force) to download it again"
-                ) from exc
-            _write_json(marker_path, {
-                "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
-                "origin": FOUND_IN_PLACE, "size_bytes": dest.stat().st_size, "sha256": digest,
-                "checks": checks, "verified_at": _now(),
-            })
-            return DownloadResult(dest, remote.url, dest.stat().st_size, digest, False, checks,
-                                  origin=FOUND_IN_PLACE)
-
-    requests = 0
-    failures = 0
-    while True:
-        requests += 1
-        before = part.stat().st_size if part.exists() else 0
-        try:
-            _transfer(remote.url, part, part_meta, timeout_s=timeout_s, progress=progress, label=label)
-            break
-        except _TransientError as exc:
-            # an attempt that moved the download forward starts the retry count afresh, so a
-            # long transfer over a flaky link keeps going as long as it makes progress
-            progressed = part.exists() and part.stat().st_size > before
-            failures = 1 if progressed else failures + 1
-            if failures > retries:
-                raise DownloadError(
-                    f"could not download {remote.url} after {failures} attempts ({exc}). "
-                    f"The {part.stat().st_size if part.exists() else 0} bytes received so far "
-                    f"are kept in {part}; re-run to resume. {hint}".rstrip()
-                ) from exc
-            delay = min(backoff_s * (2 ** (failures - 1)), 60.0)
-            log.warning("%s: %s; retry %d/%d in %.0f s", label, exc, failures, retries, delay)
-            if delay:
-                time.sleep(delay)
-        except DownloadError as exc:
-            raise DownloadError(f"{exc}. {hint}".rstrip()) from exc
-
-    try:
-        digest, checks = _verify(remote, part, enforce=enforce_checksum, progress=progress)
-    except ChecksumMismatchError as exc:
-        _unlink(part, part_meta)
-        raise ChecksumMismatchError(
-            f"{remote.url}: {exc}. The download was deleted. If the publisher replaced the file, "
-            "check its page and re-run with --no-checksum; otherwise re-run to download again."
-        ) from exc
-    size = part.stat().st_size
-    os.replace(part, dest)
-    _unlink(part_meta)
-    _write_json(marker_path, {
-        "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
-        "origin": "downloaded", "size_bytes": size, "sha256": digest, "checks": checks,
-        "verified_at": _now(),
-    })
-    log.info("%s: downloaded %s, sha256 %s", dest, format_bytes(size), digest)
-    return DownloadResult(dest, remote.url, size, digest, True, checks, requests)
+        existing = _adopt_existing(remote, dest, enforce_checksum=enforce_checksum, progress=progress)
+        if existing is not None:
+            return existing
+    requests = _transfer_with_retries(
+        remote, part, part_meta, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s,
+        progress=progress, hint=hint,
+    )
+    return _promote_part(remote, dest, enforce_checksum=enforce_checksum, progress=progress, requests=requests)
 
 
 # ─── safe extraction ───────────────────────────────────────────────────────────────────────────
