@@ -221,44 +221,11 @@ def _looks_like_archive(filename: str) -> bool:
     return filename.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
 
 
-def _resume_offset(url: str, part: Path, part_meta: Path, label: str) -> tuple[dict[str, Any] | None, int]:
-    """(sidecar meta, bytes already in ``part``); a part file of unknown origin is discarded."""
-    meta = _read_json(part_meta) if part.exists() else None
-    offset = part.stat().st_size if part.exists() else 0
-    if offset and (meta is None or meta.get("url") != url):
-        log.info("%s: discarding %s (%d bytes) of unknown origin; starting over", label, part, offset)
-        _unlink(part, part_meta)
-        meta, offset = None, 0
-    return meta, offset
-
-
-def _raise_for_http_error(
-    exc: urllib.error.HTTPError, url: str, part: Path, part_meta: Path, offset: int, label: str,
-) -> None:
-    """Classify an HTTP error: return only when a 416 shows ``part`` already holds every byte."""
-    try:
-        if exc.code == 416 and offset:
-            _, _, total = parse_content_range(exc.headers.get("Content-Range"))
-            if total is not None and total == offset:
-                log.info("%s: %s already holds all %d bytes", label, part.name, total)
-                return
-            _unlink(part, part_meta)
-            raise _TransientError("server refused the resume range (HTTP 416); restarting") from exc
-        if exc.code in (408, 425, 429) or exc.code >= 500:
-            raise _TransientError(f"HTTP {exc.code} {exc.reason}") from exc
-        raise DownloadError(
-            f"{url} answered HTTP {exc.code} {exc.reason}"
-            + (" (the publisher may require registration or a login)" if exc.code in (401, 403) else "")
-        ) from exc
-    finally:
-        exc.close()
-
-
 def _open_url(
     url: str, part: Path, part_meta: Path, *, offset: int, meta: dict[str, Any] | None, timeout_s: float, label: str,
 ) -> Any:
     """The response to one request (a Range request when resuming at ``offset``), or None when
-    the server says ``part`` is already whole."""
+    the server says ``part`` is already whole; HTTP errors are sorted into transient / permanent."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -270,8 +237,22 @@ def _open_url(
     try:
         return urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 (http/https only)
     except urllib.error.HTTPError as exc:
-        _raise_for_http_error(exc, url, part, part_meta, offset, label)
-        return None
+        try:
+            if exc.code == 416 and offset:
+                _, _, total = parse_content_range(exc.headers.get("Content-Range"))
+                if total is not None and total == offset:
+                    log.info("%s: %s already holds all %d bytes", label, part.name, total)
+                    return None
+                _unlink(part, part_meta)
+                raise _TransientError("server refused the resume range (HTTP 416); restarting") from exc
+            if exc.code in (408, 425, 429) or exc.code >= 500:
+                raise _TransientError(f"HTTP {exc.code} {exc.reason}") from exc
+            raise DownloadError(
+                f"{url} answered HTTP {exc.code} {exc.reason}"
+                + (" (the publisher may require registration or a login)" if exc.code in (401, 403) else "")
+            ) from exc
+        finally:
+            exc.close()
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLCertVerificationError):
@@ -323,33 +304,6 @@ def _body_plan(
     raise DownloadError(f"{url} answered an unexpected HTTP {status}")
 
 
-def _write_body(
-    response: Any, url: str, part: Path, mode: str, *, offset: int, total: int | None, progress: bool, label: str,
-) -> None:
-    """Stream the response body into ``part`` (append or overwrite) with a progress bar, after
-    refusing a transfer whose remaining bytes (plus a margin) do not fit on the disk."""
-    if total is not None:
-        free = shutil.disk_usage(part.parent).free
-        if free < (total - offset) + DISK_MARGIN_BYTES:
-            raise DownloadError(
-                f"not enough free space in {part.parent} for {url}: need "
-                f"{format_bytes(total - offset)} more, {format_bytes(free)} free"
-            )
-    with open(part, mode) as fh, tqdm(
-        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=label, disable=not progress, leave=True, dynamic_ncols=True,
-    ) as bar:
-        try:
-            while True:
-                chunk = response.read(CHUNK_BYTES)
-                if not chunk:
-                    break
-                fh.write(chunk)
-                bar.update(len(chunk))
-        except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
-            raise _TransientError(f"connection broke after {fh.tell()} bytes: {exc}") from exc
-
-
 def _transfer(
     url: str, part: Path, part_meta: Path, *, timeout_s: float, progress: bool, label: str,
 ) -> None:
@@ -358,13 +312,37 @@ def _transfer(
     Raises :class:`_TransientError` for anything a retry can fix (the bytes received so far stay
     in ``part`` so the retry resumes), :class:`DownloadError` for permanent failures.
     """
-    meta, offset = _resume_offset(url, part, part_meta, label)
+    meta = _read_json(part_meta) if part.exists() else None
+    offset = part.stat().st_size if part.exists() else 0
+    if offset and (meta is None or meta.get("url") != url):
+        log.info("%s: discarding %s (%d bytes) of unknown origin; starting over", label, part, offset)
+        _unlink(part, part_meta)
+        meta, offset = None, 0
     response = _open_url(url, part, part_meta, offset=offset, meta=meta, timeout_s=timeout_s, label=label)
     if response is None:
         return
     with response:
         offset, total, mode = _body_plan(response, url, part, part_meta, offset=offset, meta=meta, label=label)
-        _write_body(response, url, part, mode, offset=offset, total=total, progress=progress, label=label)
+        if total is not None:
+            free = shutil.disk_usage(part.parent).free
+            if free < (total - offset) + DISK_MARGIN_BYTES:
+                raise DownloadError(
+                    f"not enough free space in {part.parent} for {url}: need "
+                    f"{format_bytes(total - offset)} more, {format_bytes(free)} free"
+                )
+        with open(part, mode) as fh, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=label, disable=not progress, leave=True, dynamic_ncols=True,
+        ) as bar:
+            try:
+                while True:
+                    chunk = response.read(CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+            except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
+                raise _TransientError(f"connection broke after {fh.tell()} bytes: {exc}") from exc
     size = part.stat().st_size
     if total is not None and size < total:
         raise _TransientError(f"connection closed after {size} of {total} bytes")
@@ -490,31 +468,6 @@ def _transfer_with_retries(
             raise DownloadError(f"{exc}. {hint}".rstrip()) from exc
 
 
-def _promote_part(
-    remote: RemoteFile, dest: Path, *, enforce_checksum: bool, progress: bool, requests: int,
-) -> DownloadResult:
-    """Verify the whole ``.part`` file, move it to ``dest`` and write its marker."""
-    part, part_meta = _part_paths(dest)
-    try:
-        digest, checks = _verify(remote, part, enforce=enforce_checksum, progress=progress)
-    except ChecksumMismatchError as exc:
-        _unlink(part, part_meta)
-        raise ChecksumMismatchError(
-            f"{remote.url}: {exc}. The download was deleted. If the publisher replaced the file, "
-            "check its page and re-run with --no-checksum; otherwise re-run to download again."
-        ) from exc
-    size = part.stat().st_size
-    os.replace(part, dest)
-    _unlink(part_meta)
-    _write_json(_marker_path(dest), {
-        "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
-        "origin": "downloaded", "size_bytes": size, "sha256": digest, "checks": checks,
-        "verified_at": _now(),
-    })
-    log.info("%s: downloaded %s, sha256 %s", dest, format_bytes(size), digest)
-    return DownloadResult(dest, remote.url, size, digest, True, checks, requests)
-
-
 def download_file(
     remote: RemoteFile,
     dest_dir: Path,
@@ -548,7 +501,24 @@ def download_file(
         remote, part, part_meta, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s,
         progress=progress, hint=hint,
     )
-    return _promote_part(remote, dest, enforce_checksum=enforce_checksum, progress=progress, requests=requests)
+    try:
+        digest, checks = _verify(remote, part, enforce=enforce_checksum, progress=progress)
+    except ChecksumMismatchError as exc:
+        _unlink(part, part_meta)
+        raise ChecksumMismatchError(
+            f"{remote.url}: {exc}. The download was deleted. If the publisher replaced the file, "
+            "check its page and re-run with --no-checksum; otherwise re-run to download again."
+        ) from exc
+    size = part.stat().st_size
+    os.replace(part, dest)
+    _unlink(part_meta)
+    _write_json(_marker_path(dest), {
+        "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
+        "origin": "downloaded", "size_bytes": size, "sha256": digest, "checks": checks,
+        "verified_at": _now(),
+    })
+    log.info("%s: downloaded %s, sha256 %s", dest, format_bytes(size), digest)
+    return DownloadResult(dest, remote.url, size, digest, True, checks, requests)
 
 
 # ─── safe extraction ───────────────────────────────────────────────────────────────────────────
