@@ -12,7 +12,7 @@ import csv
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,36 @@ def _window_audio(path: str, start_s: float, n: int, sr: int, cache: dict) -> np
     return np.pad(seg, (0, n - seg.shape[0])) if seg.shape[0] < n else seg
 
 
-def evaluate(systems: list[System], *, split: str = "test", intersection: bool = False, max_items: int | None = None,
-             device: str = "cpu", decode_device: str = "cpu", audio_metrics: bool = False, add_oracle: bool = False,
-             add_random: bool = False, save_preds: int = 0, pred_include_ref: bool = False,
-             out_dir: Path | None = None, pred_dir: Path | None = None, seed: int = 0) -> dict[str, Any]:
-    """Evaluate; writes ``summary.json`` and ``items.csv`` into ``out_dir`` when given."""
-    import soundfile as sf
-    import torch
+@dataclass
+class _EvalRun:
+    """Options and shared state of one :func:`evaluate` call."""
 
-    from workflow.codecs import Encoded
+    device: str
+    decode_device: str
+    audio_metrics: bool
+    save_preds: int
+    pred_include_ref: bool
+    add_oracle: bool
+    add_random: bool
+    wav_dir: Path | None
+    pred_dir: Path | None
+    rng: np.random.Generator
+    codecs: dict[tuple, Any] = field(default_factory=dict)
+    audio_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
-    from . import metrics as M
-    from .cache import cache_codec, load_cache
+    def codec_for(self, meta: dict[str, Any], override: str | None) -> Any:
+        from .cache import cache_codec
+
+        key = (override or meta["codec"], meta.get("config", {}).get("weights", meta["weights"]), meta["bandwidth"])
+        if key not in self.codecs:
+            m = dict(meta, codec=key[0])
+            self.codecs[key] = cache_codec(m, device=self.decode_device)
+        return self.codecs[key]
+
+
+def _load_systems(systems: list[System], split: str, device: str) -> list[tuple]:
+    """(system, split dataset, cache meta, model, checkpoint info) per system."""
+    from .cache import load_cache
     from .train import load_model
 
     if not systems:
@@ -75,92 +93,135 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
             raise UsageError(f"{s.cache} has no split {split!r} (has {', '.join(dd)})")
         model, info = load_model(s.ckpt, device=device)
         loaded.append((s, dd[split], meta, model, info))
+    return loaded
+
+
+def _model_outputs(model: Any, item: dict[str, Any], features: str, device: str) -> tuple[np.ndarray, Any, np.ndarray]:
+    """(reference codes, teacher-forced logits, the model's own prediction) for one window."""
+    import torch
+
+    ref = item["codes"].astype(np.int64)
+    grid = torch.from_numpy(item[features].astype(np.float32))[None].to(device)
+    ids = [torch.tensor([int(item[k])], device=device) for k in ("drummer_id", "kit_id", "style_id")]
+    with torch.no_grad():
+        # Teacher-forced logits give the NLL (identical to plain logits for the
+        # non-autoregressive model); predictions come from the model's own decoding.
+        logits = model(grid, *ids, codes=torch.from_numpy(ref)[None].to(device)).float().cpu()
+        model_pred = model.predict(grid, *ids)[0].cpu().numpy()
+    return ref, logits, model_pred
+
+
+def _audio_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, Any], j: int,
+               name: str, kind: str, pred: np.ndarray, frames: int, row: dict[str, Any]) -> None:
+    """Decode ``pred``: audio metrics into ``row`` and/or the first ``save_preds`` windows as wav."""
+    import soundfile as sf
+
+    from workflow.codecs import Encoded
+
+    from . import metrics as M
+
+    codec = run.codec_for(meta, s.codec)
+    n = frames * codec.spec.hop_length
+    audio = codec.decode(Encoded([pred.astype(np.int16)], [None], n))[0]
+    ref_audio = _window_audio(str(item["audio_path"]), float(item["start_s"]), n,
+                              codec.spec.sample_rate, run.audio_cache)
+    if run.audio_metrics:
+        row.update(M.audio_metrics(audio, ref_audio, codec.spec.sample_rate,
+                                   ref_onsets=np.asarray(item["onsets"], dtype=np.float64)))
+    if run.wav_dir is not None and run.save_preds and j < run.save_preds:
+        run.wav_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{name.replace(':', '_')}_{j:04d}"
+        with atomic_path(run.wav_dir / f"{stem}.wav") as tmp:
+            sf.write(tmp, audio, codec.spec.sample_rate)
+        if run.pred_include_ref and kind == "model":
+            with atomic_path(run.wav_dir / f"ref_{s.name}_{j:04d}.wav") as tmp:
+                sf.write(tmp, ref_audio, codec.spec.sample_rate)
+
+
+def _variant_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, Any], j: int, name: str,
+                 kind: str, outputs: tuple[np.ndarray, Any, np.ndarray]) -> dict[str, Any]:
+    """The items.csv row of one window for one variant (model, oracle or random codes)."""
+    from . import metrics as M
+
+    ref, logits, model_pred = outputs
+    if kind == "model":
+        pred = model_pred
+    elif kind == "oracle":
+        pred = ref.copy()
+    else:
+        pred = run.rng.integers(0, meta["codebook_size"], size=ref.shape)
+    row = {"system": name, "row_key": str(item["row_key"]), "window_index": int(item["window_index"])}
+    tok = M.token_accuracy(pred, ref)
+    row["acc"] = tok["acc"]
+    for k, a in enumerate(tok["acc_k"]):
+        row[f"acc_k{k}"] = a
+    if kind == "model":
+        row.update(M.token_nll(logits[0].numpy(), ref))
+    if run.audio_metrics or (run.save_preds and j < run.save_preds):
+        _audio_row(run, s, meta, item, j, name, kind, pred, ref.shape[1], row)
+    if run.pred_dir is not None and kind == "model":
+        run.pred_dir.mkdir(parents=True, exist_ok=True)
+        np.save(run.pred_dir / f"{s.name}_{item['row_key'].replace('/', '_')}_{int(item['window_index'])}.npy",
+                pred.astype(np.int16))
+    return row
+
+
+def _system_rows(run: _EvalRun, loaded: tuple, common: set | None, max_items: int | None) -> list[dict[str, Any]]:
+    """Rows of every evaluated window of one system, for each of its variants."""
+    s, data, meta, model, info = loaded
+    features = info.get("features", "grid")
+    idx = [i for i, (r, w) in enumerate(zip(data["row_key"], data["window_index"]))
+           if common is None or (r, w) in common]
+    if max_items:
+        idx = idx[:max_items]
+    fmt = data.with_format("numpy", columns=["codes", features, "drummer_id", "kit_id", "style_id",
+                                              "onsets", "start_s", "audio_path", "row_key", "window_index"])
+    variants = [(s.name, "model")] + ([(f"{s.name}:oracle", "oracle")] if run.add_oracle else []) \
+        + ([(f"{s.name}:random", "random")] if run.add_random else [])
+    rows = []
+    for j, i in enumerate(idx):
+        item = fmt[i]
+        outputs = _model_outputs(model, item, features, run.device)
+        rows.extend(_variant_row(run, s, meta, item, j, name, kind, outputs) for name, kind in variants)
+    return rows
+
+
+def _write_results(out_dir: Path, split: str, summaries: dict[str, dict[str, float]], rows: list[dict[str, Any]]) -> None:
+    """``summary.json`` and ``items.csv`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "summary.json", json.dumps(
+        {"split": split, "systems": summaries}, indent=2, default=_jsonable) + "\n")
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(out_dir / "items.csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+
+
+def evaluate(systems: list[System], *, split: str = "test", intersection: bool = False, max_items: int | None = None,
+             device: str = "cpu", decode_device: str = "cpu", audio_metrics: bool = False, add_oracle: bool = False,
+             add_random: bool = False, save_preds: int = 0, pred_include_ref: bool = False,
+             out_dir: Path | None = None, pred_dir: Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Evaluate; writes ``summary.json`` and ``items.csv`` into ``out_dir`` when given."""
+    from . import metrics as M
+
+    loaded = _load_systems(systems, split, device)
     keys = [{(r, w) for r, w in zip(d["row_key"], d["window_index"])} for _, d, *_ in loaded]
     common = set.intersection(*keys) if intersection else None
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, Any]] = []
-    summaries: dict[str, dict[str, float]] = {}
-    codecs: dict[tuple, Any] = {}
     out_dir = Path(out_dir) if out_dir else None
-    wav_dir = (out_dir / "wavs") if out_dir else None
-
-    def codec_for(meta, override):
-        key = (override or meta["codec"], meta.get("config", {}).get("weights", meta["weights"]), meta["bandwidth"])
-        if key not in codecs:
-            m = dict(meta, codec=key[0])
-            codecs[key] = cache_codec(m, device=decode_device)
-        return codecs[key]
-
-    audio_cache: dict[str, np.ndarray] = {}
-    for s, data, meta, model, info in loaded:
-        features = info.get("features", "grid")
-        idx = [i for i, (r, w) in enumerate(zip(data["row_key"], data["window_index"]))
-               if common is None or (r, w) in common]
-        if max_items:
-            idx = idx[:max_items]
-        fmt = data.with_format("numpy", columns=["codes", features, "drummer_id", "kit_id", "style_id",
-                                                  "onsets", "start_s", "audio_path", "row_key", "window_index"])
-        variants = [(s.name, "model")] + ([(f"{s.name}:oracle", "oracle")] if add_oracle else []) \
-            + ([(f"{s.name}:random", "random")] if add_random else [])
-        for j, i in enumerate(idx):
-            item = fmt[i]
-            ref = item["codes"].astype(np.int64)
-            grid = torch.from_numpy(item[features].astype(np.float32))[None].to(device)
-            ids = [torch.tensor([int(item[k])], device=device) for k in ("drummer_id", "kit_id", "style_id")]
-            with torch.no_grad():
-                # Teacher-forced logits give the NLL (identical to plain logits for the
-                # non-autoregressive model); predictions come from the model's own decoding.
-                logits = model(grid, *ids, codes=torch.from_numpy(ref)[None].to(device)).float().cpu()
-                model_pred = model.predict(grid, *ids)[0].cpu().numpy()
-            for name, kind in variants:
-                if kind == "model":
-                    pred = model_pred
-                elif kind == "oracle":
-                    pred = ref.copy()
-                else:
-                    pred = rng.integers(0, meta["codebook_size"], size=ref.shape)
-                row = {"system": name, "row_key": str(item["row_key"]), "window_index": int(item["window_index"])}
-                tok = M.token_accuracy(pred, ref)
-                row["acc"] = tok["acc"]
-                for k, a in enumerate(tok["acc_k"]):
-                    row[f"acc_k{k}"] = a
-                if kind == "model":
-                    row.update(M.token_nll(logits[0].numpy(), ref))
-                if audio_metrics or (save_preds and j < save_preds):
-                    codec = codec_for(meta, s.codec)
-                    n = ref.shape[1] * codec.spec.hop_length
-                    audio = codec.decode(Encoded([pred.astype(np.int16)], [None], n))[0]
-                    ref_audio = _window_audio(str(item["audio_path"]), float(item["start_s"]), n,
-                                              codec.spec.sample_rate, audio_cache)
-                    if audio_metrics:
-                        row.update(M.audio_metrics(audio, ref_audio, codec.spec.sample_rate,
-                                                   ref_onsets=np.asarray(item["onsets"], dtype=np.float64)))
-                    if wav_dir is not None and save_preds and j < save_preds:
-                        wav_dir.mkdir(parents=True, exist_ok=True)
-                        stem = f"{name.replace(':', '_')}_{j:04d}"
-                        with atomic_path(wav_dir / f"{stem}.wav") as tmp:
-                            sf.write(tmp, audio, codec.spec.sample_rate)
-                        if pred_include_ref and kind == "model":
-                            with atomic_path(wav_dir / f"ref_{s.name}_{j:04d}.wav") as tmp:
-                                sf.write(tmp, ref_audio, codec.spec.sample_rate)
-                if pred_dir is not None and kind == "model":
-                    pred_dir.mkdir(parents=True, exist_ok=True)
-                    np.save(pred_dir / f"{s.name}_{item['row_key'].replace('/', '_')}_{int(item['window_index'])}.npy",
-                            pred.astype(np.int16))
-                rows.append(row)
+    run = _EvalRun(device, decode_device, audio_metrics, save_preds, pred_include_ref, add_oracle, add_random,
+                   wav_dir=(out_dir / "wavs") if out_dir else None, pred_dir=pred_dir,
+                   rng=np.random.default_rng(seed))
+    rows: list[dict[str, Any]] = []
+    for sys_loaded in loaded:
+        rows.extend(_system_rows(run, sys_loaded, common, max_items))
+    summaries: dict[str, dict[str, float]] = {}
     for name in dict.fromkeys(r["system"] for r in rows):
         summaries[name] = M.summarize([r for r in rows if r["system"] == name])
         summaries[name]["items"] = sum(r["system"] == name for r in rows)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "summary.json", json.dumps(
-            {"split": split, "systems": summaries}, indent=2, default=_jsonable) + "\n")
-        cols = list(dict.fromkeys(k for r in rows for k in r))
-        with atomic_path(out_dir / "items.csv") as tmp:
-            with open(tmp, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=cols)
-                w.writeheader()
-                w.writerows(rows)
+        _write_results(out_dir, split, summaries, rows)
     return {"systems": summaries, "rows": rows}
 
 

@@ -283,9 +283,7 @@ def train_model(
     _check_args(features, steps=steps, batch_size=batch_size, eval_every=eval_every,
                 log_every=log_every, warmup_steps=warmup_steps, lr=lr, weight_decay=weight_decay,
                 early_stop_steps=early_stop_steps)
-    train_args = {k: v for k, v in locals().items()
-                  if k not in ("t_start",) and isinstance(v, (str, int, float, bool, type(None), Path))}
-    train_args = {k: str(v) if isinstance(v, Path) else v for k, v in train_args.items()}
+    train_args = _plain_args(locals())
     cache_path, save_path = Path(cache_path), Path(save_path)
     paths = checkpoint_paths(save_path)
     model_name = save_path.stem
@@ -316,18 +314,30 @@ def train_model(
         _train_loop(run, st, progress)
         summary = _summary(run, st, features, ar_codebooks)
         if info.is_main:
-            _write_final(paths["best"], paths["last"], save_path)
-            summary["seconds"] = round(time.perf_counter() - t_start, 3)
-            atomic_write_text(paths["summary"], json.dumps(summary, indent=1, default=str) + "\n")
-            log.info("%s: best %s=%.6g at step %s; model written to %s", model_name, run.monitor,
-                     summary["best_score"] if summary["best_score"] is not None else float("nan"),
-                     summary["best_step"], save_path)
+            _write_outputs(run, summary, save_path, t_start)
         info.barrier()
         summary.setdefault("seconds", round(time.perf_counter() - t_start, 3))
         return summary
     finally:
         if started_here and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _plain_args(args: dict[str, Any]) -> dict[str, Any]:
+    """:func:`train_model`'s plain-valued arguments (paths as strings) for the checkpoint metadata."""
+    plain = {k: v for k, v in args.items()
+             if k not in ("t_start",) and isinstance(v, (str, int, float, bool, type(None), Path))}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in plain.items()}
+
+
+def _write_outputs(run: _Run, summary: dict[str, Any], save_path: Path, t_start: float) -> None:
+    """Main process: the slim final model at ``save_path`` and ``<stem>_summary.json``."""
+    _write_final(run.paths["best"], run.paths["last"], save_path)
+    summary["seconds"] = round(time.perf_counter() - t_start, 3)
+    atomic_write_text(run.paths["summary"], json.dumps(summary, indent=1, default=str) + "\n")
+    log.info("%s: best %s=%.6g at step %s; model written to %s", run.model_name, run.monitor,
+             summary["best_score"] if summary["best_score"] is not None else float("nan"),
+             summary["best_step"], save_path)
 
 
 def _check_args(features: str, *, steps: int, batch_size: int, eval_every: int, log_every: int,

@@ -205,21 +205,11 @@ def _looks_like_archive(filename: str) -> bool:
     return filename.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
 
 
-def _transfer(
-    url: str, part: Path, part_meta: Path, *, timeout_s: float, progress: bool, label: str,
-) -> None:
-    """One HTTP request that appends to (or restarts) ``part``. Returns when the body is whole.
-
-    Raises :class:`_TransientError` for anything a retry can fix (the bytes received so far stay
-    in ``part`` so the retry resumes), :class:`DownloadError` for permanent failures.
-    """
-    meta = _read_json(part_meta) if part.exists() else None
-    offset = part.stat().st_size if part.exists() else 0
-    if offset and (meta is None or meta.get("url") != url):
-        log.info("%s: discarding %s (%d bytes) of unknown origin; starting over", label, part, offset)
-        _unlink(part, part_meta)
-        meta, offset = None, 0
-
+def _open_url(
+    url: str, part: Path, part_meta: Path, *, offset: int, meta: dict[str, Any] | None, timeout_s: float, label: str,
+) -> Any:
+    """The response to one request (a Range request when resuming at ``offset``), or None when
+    the server says ``part`` is already whole; HTTP errors are sorted into transient / permanent."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -229,14 +219,14 @@ def _transfer(
             headers["If-Range"] = validator
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 (http/https only)
+        return urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 (http/https only)
     except urllib.error.HTTPError as exc:
         try:
             if exc.code == 416 and offset:
                 _, _, total = parse_content_range(exc.headers.get("Content-Range"))
                 if total is not None and total == offset:
                     log.info("%s: %s already holds all %d bytes", label, part.name, total)
-                    return
+                    return None
                 _unlink(part, part_meta)
                 raise _TransientError("server refused the resume range (HTTP 416); restarting") from exc
             if exc.code in (408, 425, 429) or exc.code >= 500:
@@ -256,45 +246,67 @@ def _transfer(
             ) from exc
         raise _TransientError(f"could not reach the server: {reason}") from exc
 
-    with response:
-        status = response.status
-        ctype = response.headers.get("Content-Type", "") or ""
-        if ctype.lower().startswith("text/html") and _looks_like_archive(part.name[: -len(".part")]):
-            raise DownloadError(
-                f"{url} returned an HTML page instead of the archive (Content-Type {ctype}); the "
-                "publisher probably requires registration, a form or a login first"
-            )
-        if status == 206:
-            start, _, total = parse_content_range(response.headers.get("Content-Range"))
-            if start != offset:
-                _unlink(part, part_meta)
-                raise _TransientError(
-                    f"server resumed at byte {start} instead of {offset}; restarting from 0"
-                )
-            if total is None and response.headers.get("Content-Length"):
-                total = offset + int(response.headers["Content-Length"])
-            if meta and meta.get("total") not in (None, total):
-                _unlink(part, part_meta)
-                raise _TransientError("the file on the server changed size; restarting from 0")
-            mode = "ab"
-        elif status == 200:
-            if offset:
-                log.info(
-                    "%s: server answered 200 to a Range request (no resume support, or the file "
-                    "changed); restarting from byte 0", label,
-                )
-            offset = 0
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            mode = "wb"
-            _write_json(part_meta, {
-                "url": url, "etag": response.headers.get("ETag"),
-                "last_modified": response.headers.get("Last-Modified"), "total": total,
-                "started_at": _now(),
-            })
-        else:
-            raise DownloadError(f"{url} answered an unexpected HTTP {status}")
 
+def _body_plan(
+    response: Any, url: str, part: Path, part_meta: Path, *, offset: int, meta: dict[str, Any] | None, label: str,
+) -> tuple[int, int | None, str]:
+    """(offset, total, file mode) for the body of ``response``: resume (206) or restart (200)."""
+    status = response.status
+    ctype = response.headers.get("Content-Type", "") or ""
+    if ctype.lower().startswith("text/html") and _looks_like_archive(part.name[: -len(".part")]):
+        raise DownloadError(
+            f"{url} returned an HTML page instead of the archive (Content-Type {ctype}); the "
+            "publisher probably requires registration, a form or a login first"
+        )
+    if status == 206:
+        start, _, total = parse_content_range(response.headers.get("Content-Range"))
+        if start != offset:
+            _unlink(part, part_meta)
+            raise _TransientError(
+                f"server resumed at byte {start} instead of {offset}; restarting from 0"
+            )
+        if total is None and response.headers.get("Content-Length"):
+            total = offset + int(response.headers["Content-Length"])
+        if meta and meta.get("total") not in (None, total):
+            _unlink(part, part_meta)
+            raise _TransientError("the file on the server changed size; restarting from 0")
+        return offset, total, "ab"
+    if status == 200:
+        if offset:
+            log.info(
+                "%s: server answered 200 to a Range request (no resume support, or the file "
+                "changed); restarting from byte 0", label,
+            )
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        _write_json(part_meta, {
+            "url": url, "etag": response.headers.get("ETag"),
+            "last_modified": response.headers.get("Last-Modified"), "total": total,
+            "started_at": _now(),
+        })
+        return 0, total, "wb"
+    raise DownloadError(f"{url} answered an unexpected HTTP {status}")
+
+
+def _transfer(
+    url: str, part: Path, part_meta: Path, *, timeout_s: float, progress: bool, label: str,
+) -> None:
+    """One HTTP request that appends to (or restarts) ``part``. Returns when the body is whole.
+
+    Raises :class:`_TransientError` for anything a retry can fix (the bytes received so far stay
+    in ``part`` so the retry resumes), :class:`DownloadError` for permanent failures.
+    """
+    meta = _read_json(part_meta) if part.exists() else None
+    offset = part.stat().st_size if part.exists() else 0
+    if offset and (meta is None or meta.get("url") != url):
+        log.info("%s: discarding %s (%d bytes) of unknown origin; starting over", label, part, offset)
+        _unlink(part, part_meta)
+        meta, offset = None, 0
+    response = _open_url(url, part, part_meta, offset=offset, meta=meta, timeout_s=timeout_s, label=label)
+    if response is None:
+        return
+    with response:
+        offset, total, mode = _body_plan(response, url, part, part_meta, offset=offset, meta=meta, label=label)
         if total is not None:
             free = shutil.disk_usage(part.parent).free
             if free < (total - offset) + DISK_MARGIN_BYTES:
@@ -302,7 +314,6 @@ def _transfer(
                     f"not enough free space in {part.parent} for {url}: need "
                     f"{format_bytes(total - offset)} more, {format_bytes(free)} free"
                 )
-
         with open(part, mode) as fh, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
             desc=label, disable=not progress, leave=True, dynamic_ncols=True,
@@ -316,7 +327,6 @@ def _transfer(
                     bar.update(len(chunk))
             except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
                 raise _TransientError(f"connection broke after {fh.tell()} bytes: {exc}") from exc
-
     size = part.stat().st_size
     if total is not None and size < total:
         raise _TransientError(f"connection closed after {size} of {total} bytes")
@@ -379,6 +389,69 @@ def _valid_marker(remote: RemoteFile, dest: Path, *, enforce: bool) -> dict[str,
     return marker
 
 
+def _adopt_existing(
+    remote: RemoteFile, dest: Path, *, enforce_checksum: bool, progress: bool,
+) -> DownloadResult | None:
+    """The result for a file already at ``dest`` (marked, or placed by hand and verified now); else None."""
+    marker_path = _marker_path(dest)
+    marker = _valid_marker(remote, dest, enforce=enforce_checksum)
+    if marker is not None:
+        log.info("%s: already downloaded and verified (%s)", dest, marker_path.name)
+        return DownloadResult(dest, remote.url, marker["size_bytes"], marker["sha256"], False,
+                              dict(marker.get("checks", {})),
+                              origin=str(marker.get("origin", "downloaded")))
+    if not dest.is_file():
+        return None
+    log.info("%s: found without a marker (placed by hand?); verifying it", dest)
+    try:
+        digest, checks = _verify(remote, dest, enforce=enforce_checksum, progress=progress)
+    except ChecksumMismatchError as exc:
+        raise ChecksumMismatchError(
+            f"{exc}. {dest} was not downloaded by this tool and is left alone: delete it "
+            "(or re-run with --force) to download it again"
+        ) from exc
+    _write_json(marker_path, {
+        "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
+        "origin": FOUND_IN_PLACE, "size_bytes": dest.stat().st_size, "sha256": digest,
+        "checks": checks, "verified_at": _now(),
+    })
+    return DownloadResult(dest, remote.url, dest.stat().st_size, digest, False, checks,
+                          origin=FOUND_IN_PLACE)
+
+
+def _transfer_with_retries(
+    remote: RemoteFile, part: Path, part_meta: Path, *,
+    retries: int, backoff_s: float, timeout_s: float, progress: bool, hint: str,
+) -> int:
+    """Run :func:`_transfer` until ``part`` is whole; return the number of requests made."""
+    label = remote.filename
+    requests = 0
+    failures = 0
+    while True:
+        requests += 1
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            _transfer(remote.url, part, part_meta, timeout_s=timeout_s, progress=progress, label=label)
+            return requests
+        except _TransientError as exc:
+            # an attempt that moved the download forward starts the retry count afresh, so a
+            # long transfer over a flaky link keeps going as long as it makes progress
+            progressed = part.exists() and part.stat().st_size > before
+            failures = 1 if progressed else failures + 1
+            if failures > retries:
+                raise DownloadError(
+                    f"could not download {remote.url} after {failures} attempts ({exc}). "
+                    f"The {part.stat().st_size if part.exists() else 0} bytes received so far "
+                    f"are kept in {part}; re-run to resume. {hint}".rstrip()
+                ) from exc
+            delay = min(backoff_s * (2 ** (failures - 1)), 60.0)
+            log.warning("%s: %s; retry %d/%d in %.0f s", label, exc, failures, retries, delay)
+            if delay:
+                time.sleep(delay)
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}. {hint}".rstrip()) from exc
+
+
 def download_file(
     remote: RemoteFile,
     dest_dir: Path,
@@ -400,62 +473,18 @@ def download_file(
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / remote.filename
-    marker_path = _marker_path(dest)
     part, part_meta = _part_paths(dest)
-    label = remote.filename
 
     if force:
-        _unlink(dest, marker_path, part, part_meta)
+        _unlink(dest, _marker_path(dest), part, part_meta)
     else:
-        marker = _valid_marker(remote, dest, enforce=enforce_checksum)
-        if marker is not None:
-            log.info("%s: already downloaded and verified (%s)", dest, marker_path.name)
-            return DownloadResult(dest, remote.url, marker["size_bytes"], marker["sha256"], False,
-                                  dict(marker.get("checks", {})),
-                                  origin=str(marker.get("origin", "downloaded")))
-        if dest.is_file():
-            log.info("%s: found without a marker (placed by hand?); verifying it", dest)
-            try:
-                digest, checks = _verify(remote, dest, enforce=enforce_checksum, progress=progress)
-            except ChecksumMismatchError as exc:
-                raise ChecksumMismatchError(
-                    f"{exc}. {dest} was not downloaded by this tool and is left alone: delete it "
-                    "(or re-run with --force) to download it again"
-                ) from exc
-            _write_json(marker_path, {
-                "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
-                "origin": FOUND_IN_PLACE, "size_bytes": dest.stat().st_size, "sha256": digest,
-                "checks": checks, "verified_at": _now(),
-            })
-            return DownloadResult(dest, remote.url, dest.stat().st_size, digest, False, checks,
-                                  origin=FOUND_IN_PLACE)
-
-    requests = 0
-    failures = 0
-    while True:
-        requests += 1
-        before = part.stat().st_size if part.exists() else 0
-        try:
-            _transfer(remote.url, part, part_meta, timeout_s=timeout_s, progress=progress, label=label)
-            break
-        except _TransientError as exc:
-            # an attempt that moved the download forward starts the retry count afresh, so a
-            # long transfer over a flaky link keeps going as long as it makes progress
-            progressed = part.exists() and part.stat().st_size > before
-            failures = 1 if progressed else failures + 1
-            if failures > retries:
-                raise DownloadError(
-                    f"could not download {remote.url} after {failures} attempts ({exc}). "
-                    f"The {part.stat().st_size if part.exists() else 0} bytes received so far "
-                    f"are kept in {part}; re-run to resume. {hint}".rstrip()
-                ) from exc
-            delay = min(backoff_s * (2 ** (failures - 1)), 60.0)
-            log.warning("%s: %s; retry %d/%d in %.0f s", label, exc, failures, retries, delay)
-            if delay:
-                time.sleep(delay)
-        except DownloadError as exc:
-            raise DownloadError(f"{exc}. {hint}".rstrip()) from exc
-
+        existing = _adopt_existing(remote, dest, enforce_checksum=enforce_checksum, progress=progress)
+        if existing is not None:
+            return existing
+    requests = _transfer_with_retries(
+        remote, part, part_meta, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s,
+        progress=progress, hint=hint,
+    )
     try:
         digest, checks = _verify(remote, part, enforce=enforce_checksum, progress=progress)
     except ChecksumMismatchError as exc:
@@ -467,7 +496,7 @@ def download_file(
     size = part.stat().st_size
     os.replace(part, dest)
     _unlink(part_meta)
-    _write_json(marker_path, {
+    _write_json(_marker_path(dest), {
         "schema": MARKER_SCHEMA, "file": remote.filename, "url": remote.url,
         "origin": "downloaded", "size_bytes": size, "sha256": digest, "checks": checks,
         "verified_at": _now(),

@@ -80,21 +80,8 @@ def _fetch(args: argparse.Namespace) -> int:
     return fetch_main(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.audiocraft", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from .fma import add_fetch_args
-
-    f = sub.add_parser("fetch-fma", help="fetch the first N tracks of fma_small.zip (HTTP range reads)",
-                       description="Read fma_small.zip's central directory with HTTP range requests and "
-                                   "fetch only the first N audio members (CRC-checked); or take them from "
-                                   "a local zip/folder. Re-runs skip files already fetched.")
-    add_fetch_args(f)
-    f.set_defaults(func=_fetch)
-
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    """The ``prepare`` subcommand: audio folder to segments and egs/."""
     s = sub.add_parser("prepare", help="audio folder → segments → egs/{train,valid}/data.jsonl",
                        description="Cut a folder of audio into mono segments at one rate (s1), split them "
                                    "by source track into train/valid, and write AudioCraft's egs/ folders "
@@ -117,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=_prepare)
 
+
+def _add_dset(sub: argparse._SubParsersAction) -> None:
+    """The ``dset`` subcommand: the Hydra dset config in an AudioCraft checkout."""
     d = sub.add_parser("dset", help="write config/dset/audio/<name>.yaml into an AudioCraft checkout",
                        description="Write the Hydra dset config that points AudioCraft at egs/train and "
                                    "egs/valid (valid also serves evaluate and generate).")
@@ -130,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace a same-named file this tool did not write")
     d.set_defaults(func=_dset)
 
+
+def _add_launch(sub: argparse._SubParsersAction) -> None:
+    """The ``launch`` subcommand: pre-flight checks, then ``dora run``."""
     lp = sub.add_parser("launch", help="pre-flight checks, then dora run (streams the log)",
                         description="Check the environment, the dset config and the manifests, then run "
                                     "`python -m dora -P audiocraft run solver=… dset=… OVERRIDES`. "
@@ -149,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides, e.g. dataset.batch_size=8")
     lp.set_defaults(func=_launch)
 
+
+def _add_xp(sub: argparse._SubParsersAction) -> None:
+    """The ``xp`` subcommand: an experiment's files, metrics and loss plot."""
     x = sub.add_parser("xp", help="the newest (or a given) experiment: files, metrics, loss plot",
                        description="Find an XP under <dora-dir>/xps, print its signature, folder, key files "
                                    "and last epoch's metrics, and plot its losses to a PNG.")
@@ -160,6 +156,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 unless the run is healthy (finite losses, checkpoint, samples)")
     x.add_argument("--min-epochs", type=int, default=1, help="with --check: epochs required (default 1)")
     x.set_defaults(func=_xp)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.audiocraft", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from .fma import add_fetch_args
+
+    f = sub.add_parser("fetch-fma", help="fetch the first N tracks of fma_small.zip (HTTP range reads)",
+                       description="Read fma_small.zip's central directory with HTTP range requests and "
+                                   "fetch only the first N audio members (CRC-checked); or take them from "
+                                   "a local zip/folder. Re-runs skip files already fetched.")
+    add_fetch_args(f)
+    f.set_defaults(func=_fetch)
+
+    _add_prepare(sub)
+    _add_dset(sub)
+    _add_launch(sub)
+    _add_xp(sub)
     return p
 
 

@@ -349,28 +349,10 @@ class CheckpointManager:
             _assert_loadable(value, key)
 
         last = self.last_path(model_name)
-        targets: list[Path] = []
-        epoch_file = None
-        if not self.save_best_only:
-            epoch_file = self.epoch_path(model_name, epoch)
-            targets.append(epoch_file)
+        epoch_file = None if self.save_best_only else self.epoch_path(model_name, epoch)
         best = self.best_path(model_name) if is_best else None
-        if best is not None:
-            targets.append(best)
-        targets.append(last)  # last: replaced last, so it never points past the other files
-
-        tmp = temp_sibling(last)
-        try:
-            with open(tmp, "wb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            _publish(tmp, targets)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        _fsync_dir(self.checkpoint_dir)
+        # last: replaced last, so it never points past the other files
+        self._write_payload(payload, [p for p in (epoch_file, best) if p is not None] + [last])
         if is_best:
             self._best[model_name] = score_value
 
@@ -382,6 +364,22 @@ class CheckpointManager:
         if epoch_file is not None:
             self._prune(model_name)
         return SavedCheckpoint(last=last, best=best, epoch_file=epoch_file, is_best=is_best)
+
+    def _write_payload(self, payload: Mapping[str, Any], targets: list[Path]) -> None:
+        """Save ``payload`` once (fsynced, beside the last target) and publish it under every
+        target name in order; the temp file never outlives a failure."""
+        tmp = temp_sibling(targets[-1])
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _publish(tmp, targets)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        _fsync_dir(self.checkpoint_dir)
 
     def _prune(self, model_name: str) -> None:
         if self.keep_last is None:

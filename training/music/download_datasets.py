@@ -154,48 +154,67 @@ def download_dataset(
                 timeout_s=timeout_s, progress=progress, enforce_checksum=enforce_checksum,
                 force=force, hint=manual_hint(source, remote, layout),
             ))
-        scratch = layout.raw / f".{source.name}.extracting"
-        if scratch.exists():
-            shutil.rmtree(scratch)
-        try:
-            for dl in result.downloads:
-                log.info("%s: extracting %s", source.name, dl.path.name)
-                result.members += safe_extract(dl.path, scratch, progress=progress)
-            _write_json(scratch / EXTRACT_MARKER, {
-                "schema": MARKER_SCHEMA, "dataset": source.name, "members": result.members,
-                "archives": [{"file": d.path.name, "url": d.url, "size_bytes": d.size_bytes,
-                              "sha256": d.sha256, "checks": d.checks} for d in result.downloads],
-                "extracted_at": _now(),
-            })
-            if raw_dir.exists():  # --force over a finished extraction of ours
-                shutil.rmtree(raw_dir)
-            os.replace(scratch, raw_dir)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
-        result.extracted = True
+        _extract_downloads(source, layout, result, progress=progress)
         if not keep_archives:
-            for dl in result.downloads:
-                if dl.origin == FOUND_IN_PLACE:  # a file the user put there is theirs to delete
-                    result.notes.append(f"kept {dl.path} (you placed it there)")
-                    continue
-                _unlink(dl.path, _marker_path(dl.path))
-                result.archives_removed.append(dl.path.name)
+            _remove_archives(result)
 
     if organize:
-        organizer = ORGANIZERS.get(source.organizer)
-        if organizer is None:
-            raise UsageError(f"{source.name}: unknown organizer {source.organizer!r}")
-        org = organizer(raw_dir, layout.training, link=link_files, progress=progress)
-        org.dataset = source.name
-        _write_json(layout.training / ".organized" / f"{source.name}.json", {
-            "schema": MARKER_SCHEMA, "dataset": source.name, "raw_dir": str(raw_dir),
-            "outputs": org.outputs, "files_placed": org.placed, "files_already_there": org.already_there,
-            "labels_file": str(org.labels_file) if org.labels_file else None,
-            "labelled": org.labelled, "notes": org.notes, "organized_at": _now(),
-        })
-        result.organize = org
+        result.organize = _organize(source, layout, raw_dir, link_files=link_files, progress=progress)
     return result
+
+
+def _extract_downloads(source: DatasetSource, layout: DatasetsLayout, result: DatasetResult, *,
+                       progress: bool) -> None:
+    """Extract every downloaded archive into a scratch folder, write its marker there and only
+    then move it to ``result.raw_dir``; a failure leaves no scratch folder behind."""
+    raw_dir = result.raw_dir
+    scratch = layout.raw / f".{source.name}.extracting"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    try:
+        for dl in result.downloads:
+            log.info("%s: extracting %s", source.name, dl.path.name)
+            result.members += safe_extract(dl.path, scratch, progress=progress)
+        _write_json(scratch / EXTRACT_MARKER, {
+            "schema": MARKER_SCHEMA, "dataset": source.name, "members": result.members,
+            "archives": [{"file": d.path.name, "url": d.url, "size_bytes": d.size_bytes,
+                          "sha256": d.sha256, "checks": d.checks} for d in result.downloads],
+            "extracted_at": _now(),
+        })
+        if raw_dir.exists():  # --force over a finished extraction of ours
+            shutil.rmtree(raw_dir)
+        os.replace(scratch, raw_dir)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    result.extracted = True
+
+
+def _remove_archives(result: DatasetResult) -> None:
+    """Delete the downloaded archives (and their markers); files the user placed are kept."""
+    for dl in result.downloads:
+        if dl.origin == FOUND_IN_PLACE:  # a file the user put there is theirs to delete
+            result.notes.append(f"kept {dl.path} (you placed it there)")
+            continue
+        _unlink(dl.path, _marker_path(dl.path))
+        result.archives_removed.append(dl.path.name)
+
+
+def _organize(source: DatasetSource, layout: DatasetsLayout, raw_dir: Path, *, link_files: bool,
+              progress: bool) -> OrganizeResult:
+    """Run the source's organizer from ``raw_dir`` into the training layout and record what it did."""
+    organizer = ORGANIZERS.get(source.organizer)
+    if organizer is None:
+        raise UsageError(f"{source.name}: unknown organizer {source.organizer!r}")
+    org = organizer(raw_dir, layout.training, link=link_files, progress=progress)
+    org.dataset = source.name
+    _write_json(layout.training / ".organized" / f"{source.name}.json", {
+        "schema": MARKER_SCHEMA, "dataset": source.name, "raw_dir": str(raw_dir),
+        "outputs": org.outputs, "files_placed": org.placed, "files_already_there": org.already_there,
+        "labels_file": str(org.labels_file) if org.labels_file else None,
+        "labelled": org.labelled, "notes": org.notes, "organized_at": _now(),
+    })
+    return org
 
 
 # ─── dry run and the source table ──────────────────────────────────────────────────────────────

@@ -371,6 +371,99 @@ def _grid(onsets: np.ndarray, bpm: float) -> tuple[np.ndarray, np.ndarray, float
     return k, pos_f - k, step
 
 
+@dataclass(frozen=True)
+class _GrooveGrid:
+    """Drum onsets placed on the 16th grid: per-onset deviation, position, bar (0-based) and class."""
+
+    pit: np.ndarray
+    vel: np.ndarray
+    dev: np.ndarray
+    pos: np.ndarray
+    rel: np.ndarray
+    cls: np.ndarray
+    spb: int
+    nb: int
+
+
+def _groove_grid(
+    onsets: np.ndarray, pitches: np.ndarray, velocities: np.ndarray, bpm: float, steps_per_bar: int, n_bars: int | None
+) -> _GrooveGrid:
+    """Validate :func:`groove_features`' inputs and place the onsets on the grid."""
+    on = np.asarray(onsets, dtype=np.float64).reshape(-1)
+    pit = np.asarray(pitches, dtype=np.int64).reshape(-1)
+    vel = np.asarray(velocities, dtype=np.float64).reshape(-1)
+    n = on.size
+    if n == 0 or pit.size != n or vel.size != n:
+        raise UsageError("groove_features needs at least one onset and equal-length arrays")
+    if not (bpm > 0) or steps_per_bar < 1:
+        raise UsageError(f"bpm must be > 0 and steps_per_bar >= 1, got {bpm}, {steps_per_bar}")
+    spb = int(steps_per_bar)
+    k, dev, _ = _grid(on, bpm)
+    bar = np.floor_divide(k, spb)
+    pos = k - bar * spb
+    if n_bars is None:
+        b0, nb = int(bar.min()), int(bar.max() - bar.min() + 1)
+    else:
+        b0, nb = 0, max(int(n_bars), 1)
+    rel = np.clip(bar - b0, 0, nb - 1)
+    return _GrooveGrid(pit, vel, dev, pos, rel, _drum_class(pit), spb, nb)
+
+
+def _groove_timing(dev: np.ndarray) -> list[float]:
+    """Features 0-2: grid deviation magnitude, spread and sign."""
+    return [2.0 * float(np.abs(dev).mean()), 2.0 * float(dev.std()), 2.0 * float(dev.mean())]
+
+
+def _groove_class_stats(g: _GrooveGrid, i: int, with_occ: bool) -> list[float]:
+    """Hits per bar, [occupancy,] velocity mean[, velocity std] of drum class ``i``."""
+    m = g.cls == i
+    cnt = int(m.sum())
+    if cnt == 0:
+        return [0.0, 0.0, 0.0, 0.0] if with_occ else [0.0, 0.0]
+    hits = _sq(cnt / g.nb, 4.0)
+    vm = float(g.vel[m].mean()) / 127.0
+    if not with_occ:
+        return [hits, vm]
+    return [hits, len(np.unique(g.pos[m])) / g.spb, vm, float(g.vel[m].std()) / 127.0]
+
+
+def _groove_repetition(g: _GrooveGrid) -> float:
+    """Mean Jaccard similarity of consecutive bars' (class, position) sets; 1 for a single bar."""
+    tokens = g.cls * g.spb + g.pos
+    bar_sets = [set(tokens[g.rel == b].tolist()) for b in range(g.nb)]
+    if g.nb < 2:
+        return 1.0
+    sims = []
+    for a_set, b_set in zip(bar_sets[:-1], bar_sets[1:]):
+        union = a_set | b_set
+        sims.append(1.0 if not union else len(a_set & b_set) / len(union))
+    return float(np.mean(sims))
+
+
+def _groove_ensemble(g: _GrooveGrid, bpm: float) -> list[float]:
+    """Features 19-31: density, syncopation, velocity, tempo, backbeat, repetition, hi-hat, ghosts."""
+    pos, vel = g.pos, g.vel
+    mean, std = float(vel.mean()), float(vel.std())
+    snare, kick, hats = g.cls == 1, g.cls == 0, g.cls == 2
+    counts = np.bincount(g.rel, minlength=g.nb).astype(np.float64)
+    cv = float(counts.std() / counts.mean())
+    return [
+        _sq(vel.size / g.nb, 16.0),
+        float((pos % 4 != 0).mean()),
+        float((pos % 2 == 1).mean()),
+        mean / 127.0,
+        std / 127.0,
+        float((vel > mean + std).mean()) if std > 0 else 0.0,
+        (min(max(float(bpm), 40.0), 240.0) - 40.0) / 200.0,
+        float((pos[snare] % 8 == 4).mean()) if snare.any() else 0.0,
+        float((pos[kick] % 8 == 0).mean()) if kick.any() else 0.0,
+        _groove_repetition(g),
+        _sq(cv, 1.0),
+        float(np.isin(g.pit[hats], HIHAT_OPEN).mean()) if hats.any() else 0.0,
+        float((vel < 40).mean()),
+    ]
+
+
 def groove_features(
     onsets: np.ndarray,
     pitches: np.ndarray,
@@ -433,73 +526,15 @@ def groove_features(
     31  ``ghost_ratio``           fraction of onsets with velocity < 40                            [0, 1]
     ==  ========================  ===============================================================  =======
     """
-    on = np.asarray(onsets, dtype=np.float64).reshape(-1)
-    pit = np.asarray(pitches, dtype=np.int64).reshape(-1)
-    vel = np.asarray(velocities, dtype=np.float64).reshape(-1)
-    n = on.size
-    if n == 0 or pit.size != n or vel.size != n:
-        raise UsageError("groove_features needs at least one onset and equal-length arrays")
-    if not (bpm > 0) or steps_per_bar < 1:
-        raise UsageError(f"bpm must be > 0 and steps_per_bar >= 1, got {bpm}, {steps_per_bar}")
-    spb = int(steps_per_bar)
-    k, dev, _ = _grid(on, bpm)
-    bar = np.floor_divide(k, spb)
-    pos = k - bar * spb
-    if n_bars is None:
-        b0, nb = int(bar.min()), int(bar.max() - bar.min() + 1)
-    else:
-        b0, nb = 0, max(int(n_bars), 1)
-    rel = np.clip(bar - b0, 0, nb - 1)
-    cls = _drum_class(pit)
-
-    def per_class(i: int, with_occ: bool) -> list[float]:
-        m = cls == i
-        cnt = int(m.sum())
-        if cnt == 0:
-            return [0.0, 0.0, 0.0, 0.0] if with_occ else [0.0, 0.0]
-        hits = _sq(cnt / nb, 4.0)
-        vm = float(vel[m].mean()) / 127.0
-        if not with_occ:
-            return [hits, vm]
-        return [hits, len(np.unique(pos[m])) / spb, vm, float(vel[m].std()) / 127.0]
-
-    mean, std = float(vel.mean()), float(vel.std())
-    snare, kick, hats = cls == 1, cls == 0, cls == 2
-    # repetition: Jaccard of consecutive bars' (class, position) sets
-    tokens = cls * spb + pos
-    bar_sets = [set(tokens[rel == b].tolist()) for b in range(nb)]
-    if nb < 2:
-        repetition = 1.0
-    else:
-        sims = []
-        for a_set, b_set in zip(bar_sets[:-1], bar_sets[1:]):
-            union = a_set | b_set
-            sims.append(1.0 if not union else len(a_set & b_set) / len(union))
-        repetition = float(np.mean(sims))
-    counts = np.bincount(rel, minlength=nb).astype(np.float64)
-    cv = float(counts.std() / counts.mean())
+    g = _groove_grid(onsets, pitches, velocities, bpm, steps_per_bar, n_bars)
     out = [
-        2.0 * float(np.abs(dev).mean()),
-        2.0 * float(dev.std()),
-        2.0 * float(dev.mean()),
-        *per_class(0, True),
-        *per_class(1, True),
-        *per_class(2, True),
-        *per_class(3, False),
-        *per_class(4, False),
-        _sq(n / nb, 16.0),
-        float((pos % 4 != 0).mean()),
-        float((pos % 2 == 1).mean()),
-        mean / 127.0,
-        std / 127.0,
-        float((vel > mean + std).mean()) if std > 0 else 0.0,
-        (min(max(float(bpm), 40.0), 240.0) - 40.0) / 200.0,
-        float((pos[snare] % 8 == 4).mean()) if snare.any() else 0.0,
-        float((pos[kick] % 8 == 0).mean()) if kick.any() else 0.0,
-        repetition,
-        _sq(cv, 1.0),
-        float(np.isin(pit[hats], HIHAT_OPEN).mean()) if hats.any() else 0.0,
-        float((vel < 40).mean()),
+        *_groove_timing(g.dev),
+        *_groove_class_stats(g, 0, True),
+        *_groove_class_stats(g, 1, True),
+        *_groove_class_stats(g, 2, True),
+        *_groove_class_stats(g, 3, False),
+        *_groove_class_stats(g, 4, False),
+        *_groove_ensemble(g, bpm),
     ]
     return np.asarray(out, dtype=np.float32)
 
