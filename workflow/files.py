@@ -54,6 +54,55 @@ def _is_hidden_or_temp(path: Path) -> bool:
     return path.name.startswith(".") or TMP_MARKER in path.name
 
 
+def _dir_id(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a folder: the identity of a real directory, however it is reached."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _walk_once(root: Path, excluded: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+    """``(dirpath, filenames)`` for every real directory under ``root``, each exactly once.
+
+    The tree itself is walked first without following links; a symlink to a folder is followed
+    afterwards only if its target was not visited yet, so a loop (``sub/up -> ..``) or a second
+    name for a folder adds nothing, and links out of the tree are read once. Folders in
+    ``excluded`` (resolved paths, e.g. the output folder) and everything below them are skipped.
+    """
+    seen: set[tuple[int, int]] = set()
+    starts = [str(root)]
+    while starts:
+        links: list[str] = []
+        for start in starts:
+            ident = _dir_id(start)
+            if ident is None or ident in seen or _inside(start, excluded):
+                continue
+            seen.add(ident)
+            for dirpath, dirnames, filenames in os.walk(start):
+                keep = []
+                for d in sorted(x for x in dirnames if not x.startswith(".")):
+                    full = os.path.join(dirpath, d)
+                    if os.path.islink(full):
+                        links.append(full)  # visited after the real folders, if still unseen
+                        continue
+                    ident = _dir_id(full)
+                    if ident is not None and ident not in seen and not _inside(full, excluded):
+                        seen.add(ident)
+                        keep.append(d)
+                dirnames[:] = keep
+                yield dirpath, filenames
+        starts = sorted(links)
+
+
+def _inside(path: str, excluded: Sequence[str]) -> bool:
+    if not excluded:
+        return False
+    real = os.path.realpath(path)
+    return any(real == e or real.startswith(e.rstrip(os.sep) + os.sep) for e in excluded)
+
+
 def discover(
     root: Path | str,
     extensions: Iterable[str] | str = AUDIO_EXTENSIONS,
@@ -64,23 +113,19 @@ def discover(
     """Files under ``root`` whose suffix is in ``extensions``, sorted by relative path.
 
     Hidden files (``.foo``, macOS ``._foo``) and our own temporary files are skipped; so is
-    anything inside a folder listed in ``exclude``.
+    anything inside a folder listed in ``exclude`` (stages pass their output folder), however it
+    is reached. Each real directory is read once: symlinked folders are followed, but a loop or a
+    second link to the same folder does not list its files again.
     """
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"input folder not found: {root}")
     exts = normalize_extensions(extensions)
     multi = tuple(e for e in exts if e.count(".") > 1)  # e.g. ".cond.npy"
-    excluded = [Path(e).resolve() for e in exclude]
+    excluded = [os.path.realpath(e) for e in exclude]
     found: list[Path] = []
-    walker = os.walk(root, followlinks=True) if recursive else [(str(root), [], os.listdir(root))]
-    for dirpath, dirnames, filenames in walker:
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if excluded:
-            here = Path(dirpath).resolve()
-            if any(here == e or e in here.parents for e in excluded):
-                dirnames[:] = []
-                continue
+    walker = _walk_once(root, excluded) if recursive else [(str(root), os.listdir(root))]
+    for dirpath, filenames in walker:
         for name in filenames:
             p = Path(dirpath) / name
             if _is_hidden_or_temp(p) or not p.is_file():

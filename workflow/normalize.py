@@ -116,7 +116,7 @@ def _process(item: WorkItem, cfg: NormalizeConfig) -> dict:
 def build_items(in_root: Path, out_root: Path, extensions, recursive: bool) -> list[WorkItem]:
     """One item per input file; refuses two inputs that would write the same output."""
     items = [WorkItem(relative_key(p, in_root), p, mirror_path(p, in_root, out_root, ".wav"))
-             for p in discover(in_root, extensions, recursive=recursive)]
+             for p in discover(in_root, extensions, recursive=recursive, exclude=[out_root])]
     clashes = [dst for dst, n in Counter(it.dst for it in items).items() if n > 1]
     if clashes:
         names = ", ".join(it.key for it in items if it.dst in clashes[:3])

@@ -39,6 +39,32 @@ def test_discover_multi_dot_suffix_and_exclude(tmp_path: Path) -> None:
     assert got == ["x.cond.npy"]
 
 
+def test_discover_visits_each_real_directory_once(tmp_path: Path) -> None:
+    """Issue 13 item 10: a loop (sub/up -> ..) or a second link to a folder adds no files."""
+    root = tmp_path / "in"
+    _touch(root / "a.wav")
+    _touch(root / "sub" / "b.wav")
+    os.symlink("..", root / "sub" / "up")  # a loop back to the root
+    os.symlink("sub", root / "again")  # a second name for sub/
+    outside = _touch(tmp_path / "elsewhere" / "c.wav").parent
+    os.symlink(outside, root / "ext")  # a link out of the tree is followed, once
+    os.symlink(outside, root / "zz_ext2")
+    got = [files.relative_key(p, root) for p in files.discover(root, ".wav")]
+    assert got == ["a.wav", "ext/c.wav", "sub/b.wav"]
+
+
+def test_discover_never_walks_into_the_output_tree(tmp_path: Path) -> None:
+    """Issue 13 item 10: a link from the input into the output folder is not followed."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    _touch(root / "a.wav")
+    _touch(out / "a.wav")
+    _touch(out / "deep" / "b.wav")
+    os.symlink("../out", root / "out_link")
+    os.symlink("../out/deep", root / "deep_link")
+    got = [files.relative_key(p, root) for p in files.discover(root, ".wav", exclude=[out])]
+    assert got == ["a.wav"]
+
+
 def test_discover_missing_root_and_bad_extensions(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not found"):
         files.discover(tmp_path / "nope")

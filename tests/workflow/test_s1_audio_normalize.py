@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,20 @@ def test_segments_keep_channels_and_lufs(tmp_path: Path) -> None:
     data, sr = audio.read_audio(out2 / "long.wav")
     assert sr == 16000 and data.shape[0] == 1
     assert audio.integrated_lufs(data, sr) == pytest.approx(-20.0, abs=0.1)
+
+
+def test_symlink_loop_and_link_into_output_add_no_files(tmp_path: Path) -> None:
+    """Issue 13 item 10: `sub/up -> ..` and `in/out_link -> ../out` leave one output per input."""
+    from workflow.synth import tone
+
+    raw, out = tmp_path / "in", tmp_path / "out"
+    for rel in ("a.wav", "sub/b.wav"):
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(raw / rel, tone(60, 0.3, 0.3, 24000, 1).T, 24000)
+    os.symlink("..", raw / "sub" / "up")
+    out.mkdir()
+    os.symlink("../out", raw / "out_link")
+    for _ in range(2):  # a second run must not find the first run's outputs through the link
+        assert main([str(raw), str(out), "--no-progress"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == ["a.wav", "sub/b.wav"]
+    assert _reports(out)[-1]["counts"] == {"ok": 0, "skipped": 2, "failed": 0, "total": 2}

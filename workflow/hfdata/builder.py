@@ -145,7 +145,7 @@ def build(cfg: BuildConfig) -> BuildResult:
     now = _dt.datetime.now().isoformat(timespec="seconds")
 
     # -- scan -------------------------------------------------------------------------------------
-    files = discover(cfg.tokens_dir, [cfg.suffix], recursive=cfg.recursive)
+    files = discover(cfg.tokens_dir, [cfg.suffix], recursive=cfg.recursive, exclude=[out])
     if cfg.max_files is not None:
         files = files[: cfg.max_files]
     if not files:
