@@ -11,8 +11,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import platform
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +25,11 @@ log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 TMP_MARKER = ".tmp-"
+# Temp names carry their writer, ``.<stem>.tmp-<pid>@<host tag>-<random><suffix>``, so a later run
+# can tell a dead run's leftovers from a live writer's file (see remove_stale_temps).
+_HOST_TAG = hashlib.sha1(platform.node().encode("utf-8")).hexdigest()[:6]
+_TEMP_WRITER = re.compile(re.escape(TMP_MARKER) + r"(\d+)@([0-9a-f]{6})-")
+STALE_TEMP_SECONDS = 6 * 3600  # a temp with no live writer we can check is stale after this
 
 
 def _read_umask() -> int:
@@ -192,7 +200,8 @@ def check_output_not_inside_input(in_root: Path, out_root: Path) -> None:
 def temp_sibling(path: Path) -> Path:
     """A unique temporary name next to ``path`` that keeps its extension (format inference)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{TMP_MARKER}", suffix=path.suffix, dir=path.parent)
+    prefix = f".{path.stem}{TMP_MARKER}{os.getpid()}@{_HOST_TAG}-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
     try:
         # mkstemp makes 0600 files; outputs should get the usual permissions (0666 & ~umask).
         os.fchmod(fd, 0o666 & ~_UMASK)
@@ -200,6 +209,62 @@ def temp_sibling(path: Path) -> Path:
         os.close(fd)
     return Path(tmp)
 
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_is_stale(path: Path, max_age: float = STALE_TEMP_SECONDS) -> bool:
+    """Whether ``path`` is a temp file (:func:`temp_sibling`) that no live writer will finish.
+
+    Stale: its writer (pid and host in the name) is a dead process on this host, or the file is
+    older than ``max_age`` seconds (writers on other hosts, older names without a writer).
+    """
+    name = Path(path).name
+    if not name.startswith(".") or TMP_MARKER not in name:
+        return False
+    m = _TEMP_WRITER.search(name)
+    if m and m.group(2) == _HOST_TAG:
+        pid = int(m.group(1))
+        if pid == os.getpid():
+            return False
+        if not pid_alive(pid):
+            return True
+    try:
+        return time.time() - os.lstat(path).st_mtime > max_age
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_temps(folders: Iterable[Path | str], max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the stale temp files (:func:`temp_is_stale`) directly inside ``folders``.
+
+    Runs call this on their output folders, so the hidden ``.<stem>.tmp-*`` files of a killed run
+    do not pile up; a live writer's temp (this host) or a recent one (another host) is kept.
+    """
+    removed: list[Path] = []
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if TMP_MARKER in entry.name and entry.is_file(follow_symlinks=False) \
+                    and temp_is_stale(Path(entry.path), max_age):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d stale temp file(s) left by interrupted runs, e.g. %s",
+                 len(removed), removed[0])
+    return removed
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 from tqdm import tqdm
 
 from .errors import UsageError, WorkflowError
-from .files import atomic_write_text, select_shard
+from .files import atomic_write_text, remove_stale_temps, select_shard
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,8 @@ class Runner:
         report.results.extend(ItemResult(it.key, SKIPPED) for it in done)
         if self.options.dry_run:
             report.params["would_process"] = [it.key for it in todo]
+        else:  # the hidden temp files of an earlier, killed run (a live writer's are kept)
+            remove_stale_temps(sorted({it.dst.parent for it in items}))
         return report, todo, t0
 
     # -- independent items ----------------------------------------------------------------------

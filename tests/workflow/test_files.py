@@ -122,6 +122,31 @@ def test_atomic_path_success_and_failure(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.wav"]  # no temp left
 
 
+def _temp_of_dead_writer(target: Path) -> Path:
+    """The temp file a run killed mid-write leaves: made by temp_sibling in a process now gone."""
+    code = f"from workflow import files; print(files.temp_sibling({str(target)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout
+    return Path(out.strip())
+
+
+def test_remove_stale_temps_keeps_live_and_recent_writers(tmp_path: Path) -> None:
+    """Issue 13 item 13: a dead run's `.stem.tmp-*` goes; a live writer's or a recent one stays."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = _temp_of_dead_writer(out / "a.wav")
+    assert dead.exists() and dead.name.startswith(f".a{files.TMP_MARKER}")
+    live = files.temp_sibling(out / "b.wav")  # this process: a writer still at work
+    other_host = _touch(out / f".c{files.TMP_MARKER}123@ffffff-x.wav")  # pid unknowable: by age
+    old_style = _touch(out / f".d{files.TMP_MARKER}k2j3.wav")
+    os.utime(old_style, (1, 1))  # older than STALE_TEMP_SECONDS
+    keep = _touch(out / "e.wav")
+    removed = files.remove_stale_temps([out, tmp_path / "missing"])
+    assert sorted(removed) == sorted([dead, old_style])
+    assert not dead.exists() and not old_style.exists()
+    assert live.exists() and other_host.exists() and keep.exists()
+
+
 def test_commit_group_renames_first_last(tmp_path: Path) -> None:
     finals = [tmp_path / f"seg_{i}.wav" for i in range(3)]
     tmps = [files.temp_sibling(f) for f in finals]

@@ -123,3 +123,23 @@ def test_symlink_loop_and_link_into_output_add_no_files(tmp_path: Path) -> None:
         assert main([str(raw), str(out), "--no-progress"]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == ["a.wav", "sub/b.wav"]
     assert _reports(out)[-1]["counts"] == {"ok": 0, "skipped": 2, "failed": 0, "total": 2}
+
+
+def test_rerun_removes_stale_temps_of_a_killed_run(tmp_path: Path) -> None:
+    """Issue 13 item 13: hidden `.stem.tmp-*` files of a dead run are removed by the next run."""
+    import subprocess
+    import sys
+
+    from workflow.synth import tone
+
+    raw, out = tmp_path / "in", tmp_path / "out"
+    raw.mkdir()
+    sf.write(raw / "a.wav", tone(60, 0.3, 0.3, 24000, 1).T, 24000)
+    assert main([str(raw), str(out), "--no-progress"]) == 0
+    code = f"from workflow import files; print(files.temp_sibling({str(out / 'a.wav')!r}))"
+    left = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout.strip())
+    assert left.exists()  # what a run killed while writing a.wav leaves behind
+    assert main([str(raw), str(out), "--no-progress"]) == 0  # everything already done
+    assert not left.exists()
+    assert sorted(p.name for p in out.iterdir()) == [".reports", "a.wav"]
