@@ -20,8 +20,11 @@ Level maths:
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioContentError, AudioReadError, UsageError
+from .errors import ENVIRONMENT_ERRNOS, AudioContentError, AudioReadError, UsageError
 from .files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ _FORMAT_BY_SUFFIX = {
     ".aif": "AIFF",
 }
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+_BYTES_PER_SAMPLE = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,5 +598,25 @@ def write_audio(path: Path | str, audio: np.ndarray, sr: int, *, subtype: str = 
     # transpose is exactly that; for mono any contiguous row works without a copy.
     data = a[0] if a.shape[0] == 1 else a.T
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), data, int(sr), subtype=st, format=fmt)
+        _sound_write(tmp, data, int(sr), st, fmt)
     log.debug("wrote %s (%s/%s, %d ch, %d frames @ %d Hz)", path, fmt, st, a.shape[0], a.shape[1], sr)
+
+
+def _sound_write(target: Path, data: np.ndarray, sr: int, subtype: str, fmt: str) -> None:
+    """``soundfile.write``, with a full disk raised as the OSError it is (libsndfile reports only
+    "System error", soundfile a short write as an AssertionError)."""
+    try:
+        sf.write(str(target), data, sr, subtype=subtype, format=fmt)
+    except (RuntimeError, AssertionError) as exc:
+        if isinstance(exc, RuntimeError) and "System error" not in str(exc):
+            raise
+        code = getattr(getattr(sf, "_ffi", None), "errno", 0)  # errno of libsndfile's failed call
+        if code not in ENVIRONMENT_ERRNOS:
+            try:
+                free = shutil.disk_usage(Path(target).parent).free
+            except OSError:
+                raise exc from None
+            if free >= data.size * _BYTES_PER_SAMPLE.get(subtype, 2):
+                raise
+            code = errno.ENOSPC
+        raise OSError(code, os.strerror(code), str(target)) from exc

@@ -273,17 +273,32 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
     >>> with atomic_path(out) as tmp:
     ...     soundfile.write(tmp, audio, sr)
+
+    An OSError about the temp file (a full disk, an unwritable folder) is re-raised naming
+    ``path``, so the message says which output could not be written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(path)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        if isinstance(exc, OSError) and _about_temp(exc):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def _about_temp(exc: OSError) -> bool:
+    """Whether ``exc`` names no file or one of our temp files (not an unrelated path)."""
+    if exc.errno is None:
+        return False
+    name = os.path.basename(os.fsdecode(exc.filename)) if exc.filename is not None else ""
+    return not name or (name.startswith(".") and TMP_MARKER in name)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

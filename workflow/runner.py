@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 
-from .errors import UsageError, WorkflowError
+from .errors import UsageError, WorkflowError, describe_os_error
 from .files import atomic_write_text, remove_stale_temps, select_shard
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class RunReport:
     planned: int = 0
     results: list[ItemResult] = field(default_factory=list)
     host: str = field(default_factory=platform.node)
+    report_error: str | None = None  # why the JSON report could not be written, if it could not
 
     def _count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -119,7 +120,7 @@ class RunReport:
         return [r for r in self.results if flag in r.info.get("flags", ())]
 
     def exit_code(self, skip_errors: bool = False) -> int:
-        return 1 if self.failed and not skip_errors else 0
+        return 1 if (self.failed and not skip_errors) or self.report_error else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -156,6 +157,8 @@ def describe_error(exc: BaseException) -> str:
     """A one-line reason: our own errors speak for themselves, others get their type name."""
     if isinstance(exc, WorkflowError):
         return str(exc)
+    if isinstance(exc, OSError) and describe_os_error(exc):
+        return describe_os_error(exc)  # a full disk, an unwritable folder: no traceback needed
     return f"{type(exc).__name__}: {exc} (unexpected error; rerun with -v for the traceback)"
 
 
@@ -252,9 +255,14 @@ class Runner:
         report.seconds = time.perf_counter() - t0
         report.finished = _dt.datetime.now().isoformat(timespec="seconds")
         if self.options.report is not None and not self.options.dry_run:
-            self.options.report.parent.mkdir(parents=True, exist_ok=True)
-            report.write(self.options.report)
-            log.info("run report written to %s", self.options.report)
+            try:
+                self.options.report.parent.mkdir(parents=True, exist_ok=True)
+                report.write(self.options.report)
+                log.info("run report written to %s", self.options.report)
+            except OSError as exc:  # a read-only or full output folder must not lose the summary
+                report.report_error = (
+                    f"the run report {self.options.report} was not written: "
+                    f"{describe_os_error(exc) or exc}; pass --report PATH to write it elsewhere")
         return report
 
     def _progress(self, total: int) -> tqdm:
@@ -508,7 +516,8 @@ def setup_logging(verbose: int = 0) -> None:
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None, *,
             expected: tuple[type[Exception], ...] = ()) -> int:
     """Call a CLI's ``main``: usage errors print one line and exit 2; a WorkflowError (or one of
-    the ``expected`` classes, e.g. training's TrainingError) one line and exit 1; Ctrl-C exits 130."""
+    the ``expected`` classes, e.g. training's TrainingError) or a full disk / unwritable folder
+    (:func:`errors.describe_os_error`) one line and exit 1; Ctrl-C exits 130."""
     try:
         return main(argv)
     except UsageError as exc:
@@ -516,6 +525,12 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         return 2
     except (WorkflowError, *expected) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk or an unwritable folder (errors.describe_os_error)
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: finished outputs are kept; re-run the same command to resume",
@@ -534,5 +549,7 @@ def print_report(report: RunReport, options: RunOptions) -> None:
             print(f"  … and {len(todo) - 20} more")
         return
     print(report.summary())
-    if options.report is not None:
+    if report.report_error:
+        print(f"error: {report.report_error}", file=sys.stderr)
+    elif options.report is not None:
         print(f"report: {options.report}")

@@ -529,3 +529,13 @@ def test_pipeline_read_resample_gain_write(tmp_path):
     assert zsr == 24000 and z.shape == y.shape
     assert A.peak_windowed_rms(z, zsr) == pytest.approx(0.1, rel=0.005)
     assert only_files(out.parent) == ["in.wav"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_disk_is_reported_as_no_space_left() -> None:
+    """Issue 13 item 14: libsndfile's bare "System error" on a full disk becomes ENOSPC."""
+    import errno
+
+    with pytest.raises(OSError) as info:
+        A._sound_write(Path("/dev/full"), np.zeros(4800, np.float32), 24000, "PCM_16", "WAV")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"

@@ -143,3 +143,37 @@ def test_rerun_removes_stale_temps_of_a_killed_run(tmp_path: Path) -> None:
     assert main([str(raw), str(out), "--no-progress"]) == 0  # everything already done
     assert not left.exists()
     assert sorted(p.name for p in out.iterdir()) == [".reports", "a.wav"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_disk_says_no_space_left_naming_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Issue 13 item 14: every write goes to the real /dev/full (a disk with no space left)."""
+    from workflow.synth import tone
+
+    raw = tmp_path / "in"
+    raw.mkdir()
+    sf.write(raw / "a.wav", tone(60, 0.3, 0.3, 24000, 1).T, 24000)
+    real_write = sf.write
+    monkeypatch.setattr(audio.sf, "write", lambda file, *a, **k: real_write("/dev/full", *a, **k))
+    assert main([str(raw), str(tmp_path / "out"), "--no-progress"]) == 1
+    printed = capsys.readouterr().out
+    assert f"a.wav: {tmp_path / 'out' / 'a.wav'}: no space left on device" in printed
+    assert "LibsndfileError" not in printed
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [".reports"]  # no temp left
+
+
+def test_unwritable_run_report_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    """Issue 13 item 14: a report that cannot be written ends in one error line, not a traceback."""
+    from workflow.runner import run_cli
+    from workflow.synth import tone
+
+    raw, out = tmp_path / "in", tmp_path / "out"
+    raw.mkdir()
+    sf.write(raw / "a.wav", tone(60, 0.3, 0.3, 24000, 1).T, 24000)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")  # the report's folder would have to be made inside a file
+    assert run_cli(main, [str(raw), str(out), "--no-progress", "--report", str(blocker / "r.json")]) == 1
+    captured = capsys.readouterr()
+    assert "1 done, 0 already done, 0 failed" in captured.out  # the summary is still printed
+    assert f"error: the run report {blocker / 'r.json'} was not written" in captured.err
+    assert (out / "a.wav").exists()
