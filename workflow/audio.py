@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ __all__ = [
     "GainDecision",
     "audio_info",
     "read_audio",
+    "promised_frames",
     "to_channels",
     "resample",
     "windowed_rms",
@@ -183,9 +185,17 @@ def read_audio(path: Path | str, *, always_2d: bool = True) -> tuple[np.ndarray,
     if p.stat().st_size == 0:
         raise AudioReadError(f"{path}: file is empty (0 bytes); re-export it or remove it")
     try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(p)) as fh:
+            declared, fmt = fh.frames, fh.format
+            data, sr = fh.read(dtype="float32", always_2d=True), fh.samplerate
     except (RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
         raise _decode_error(path, exc) from exc
+    promised = promised_frames(p) if fmt in ("WAV", "WAVEX", "AIFF") else declared if fmt == "FLAC" else 0
+    if promised > data.shape[0]:
+        raise AudioReadError(
+            f"{path}: truncated: its header promises {promised / sr:.3f} s but the file holds only "
+            f"{data.shape[0] / sr:.3f} s (an interrupted copy or export?); re-copy or re-export it, "
+            "or remove it")
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioContentError(
             f"{path}: decodes to 0 audio frames (zero length); re-export it or remove it"
@@ -196,6 +206,36 @@ def read_audio(path: Path | str, *, always_2d: bool = True) -> tuple[np.ndarray,
         audio = audio[0]
     log.debug("read %s: %d ch, %d frames @ %d Hz", path, data.shape[1], data.shape[0], sr)
     return audio, int(sr)
+
+
+def promised_frames(path: Path) -> int:
+    """Frames a WAV/AIFF header promises when its data chunk is cut short (libsndfile silently
+    reads what is there); 0 when the file is complete or its header gives no size."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(12)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            end, fmt_id, data_id, skip = "<", b"fmt ", b"data", 0
+        elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            end, fmt_id, data_id, skip = ">", b"COMM", b"SSND", 8  # SSND: offset, block size
+        else:
+            return 0
+        pos, block = 12, 0
+        while pos + 8 <= size:
+            fh.seek(pos)
+            cid, n = struct.unpack(end + "4sI", fh.read(8))
+            if cid == fmt_id and end == "<" and n >= 16:
+                block = struct.unpack("<H", fh.read(14)[12:14])[0]  # block align
+            elif cid == fmt_id and n >= 8:
+                channels, _, bits = struct.unpack(">hIh", fh.read(8))
+                block = channels * ((bits + 7) // 8)
+            elif cid == data_id:
+                present = size - pos - 8
+                if n in (0, 0xFFFFFFFF) or block <= 0 or n - present < block:
+                    return 0
+                return (n - skip) // block
+            pos += 8 + n + (n & 1)
+    return 0
 
 
 # --------------------------------------------------------------------------------------------

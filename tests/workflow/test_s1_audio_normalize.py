@@ -177,3 +177,26 @@ def test_unwritable_run_report_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert "1 done, 0 already done, 0 failed" in captured.out  # the summary is still printed
     assert f"error: the run report {blocker / 'r.json'} was not written" in captured.err
     assert (out / "a.wav").exists()
+
+
+def test_truncated_input_fails_and_broken_outputs_are_redone(tmp_path: Path) -> None:
+    """Issue 13 item 12: a truncated input fails naming the file; a 0-byte or truncated output
+    is not taken as done on a re-run (a good one is)."""
+    from workflow.synth import tone
+
+    raw, out = tmp_path / "in", tmp_path / "out"
+    raw.mkdir()
+    for name in ("a", "b", "c", "cut"):
+        sf.write(raw / f"{name}.wav", tone(60, 0.3, 1.0, 48000, 1).T, 48000)
+    os.truncate(raw / "cut.wav", (raw / "cut.wav").stat().st_size // 2)
+    assert main([str(raw), str(out), "--no-progress"]) == 1
+    res = {r["key"]: r for r in _reports(out)[-1]["results"]}
+    assert res["cut.wav"]["status"] == "failed"
+    assert "cut.wav: truncated: its header promises 1.000 s" in res["cut.wav"]["error"]
+    (out / "a.wav").write_bytes(b"")  # 0 bytes
+    os.truncate(out / "b.wav", (out / "b.wav").stat().st_size // 2)  # header 1.0 s, data 0.5 s
+    assert main([str(raw), str(out), "--no-progress", "--skip-errors"]) == 0
+    res = {r["key"]: r["status"] for r in _reports(out)[-1]["results"]}
+    assert res == {"a.wav": "ok", "b.wav": "ok", "c.wav": "skipped", "cut.wav": "failed"}
+    for name in ("a", "b", "c"):
+        assert sf.info(out / f"{name}.wav").frames == 24000
