@@ -492,6 +492,61 @@ def add_runner_args(parser: argparse.ArgumentParser, *, workers_default: int = 1
         g.add_argument(*names, **kwargs)
 
 
+@dataclass(frozen=True)
+class FolderArg:
+    """A folder a CLI takes either positionally (in declaration order) or with a named flag."""
+
+    dest: str
+    flags: tuple[str, ...]
+    help: str
+    metavar: str | None = None
+    required: bool = True
+
+
+#: The same names in every CLI: the folder read (the seed's ``--audio-root``) and the one written.
+INPUT_FLAGS: tuple[str, ...] = ("--input", "--audio-root")
+OUTPUT_FLAGS: tuple[str, ...] = ("--output",)
+_POSITIONAL = "folder_arg_"
+
+
+def add_folder_args(parser: argparse.ArgumentParser, folders: Sequence[FolderArg]) -> None:
+    """Add each folder as an optional positional and as its flags; read them with
+    :func:`parse_args`, which fills each from its flag, else from the positionals in order."""
+    for f in folders:
+        name = f.metavar or f.dest.upper()
+        parser.add_argument(_POSITIONAL + f.dest, nargs="?", type=Path, default=None, metavar=name,
+                            help=f"{f.help} (or {' / '.join(f.flags)} {name})")
+        parser.add_argument(*f.flags, dest=f.dest, type=Path, default=None, metavar=name,
+                            help=f"the {name} argument given by name")
+    parser.set_defaults(**{_POSITIONAL: tuple(folders)})
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_intermixed_args`` (folders may come after options) + the folder rules of
+    :func:`add_folder_args`: a missing or doubly given folder is a UsageError naming both forms."""
+    args = parser.parse_intermixed_args(argv)
+    folders: tuple[FolderArg, ...] = getattr(args, _POSITIONAL, ())
+    loose = [getattr(args, _POSITIONAL + f.dest) for f in folders]
+    loose = [x for x in loose if x is not None]
+    for f in folders:
+        delattr(args, _POSITIONAL + f.dest)
+        if getattr(args, f.dest) is None and loose:
+            setattr(args, f.dest, loose.pop(0))
+    for extra in loose:
+        same = [f for f in folders if getattr(args, f.dest) == extra]
+        if not same:
+            given = ", ".join(f"{f.flags[0]} {getattr(args, f.dest)}" for f in folders)
+            raise UsageError(f"one folder too many: {extra} (already given: {given}); give each "
+                             "folder once, by position or by name")
+    for f in folders:
+        if f.required and getattr(args, f.dest) is None:
+            name = f.metavar or f.dest.upper()
+            raise UsageError(f"no {name} given ({f.help}); pass it as an argument or with {f.flags[0]}")
+    if folders:
+        delattr(args, _POSITIONAL)
+    return args
+
+
 def options_from_args(args: argparse.Namespace, stage: str, out_root: Path | None) -> RunOptions:
     """Build :class:`RunOptions` from parsed shared flags; fills the default report path."""
     if args.workers < 1:

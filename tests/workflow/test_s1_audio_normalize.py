@@ -200,3 +200,15 @@ def test_truncated_input_fails_and_broken_outputs_are_redone(tmp_path: Path) -> 
     assert res == {"a.wav": "ok", "b.wav": "ok", "c.wav": "skipped", "cut.wav": "failed"}
     for name in ("a", "b", "c"):
         assert sf.info(out / f"{name}.wav").frames == 24000
+
+
+def test_folders_by_name(tmp_path: Path) -> None:
+    """Issue 13 item 17: --input/--output (or --audio-root) work like the positionals."""
+    from workflow.synth import tone
+
+    raw = tmp_path / "in"
+    raw.mkdir()
+    sf.write(raw / "a.wav", tone(60, 0.3, 0.3, 24000, 1).T, 24000)
+    assert main(["--no-progress", "--output", str(tmp_path / "out"), "--audio-root", str(raw)]) == 0
+    assert main(["--input", str(raw), str(tmp_path / "out2"), "--no-progress"]) == 0
+    assert (tmp_path / "out" / "a.wav").exists() and (tmp_path / "out2" / "a.wav").exists()
