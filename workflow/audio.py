@@ -7,8 +7,12 @@ BS.1770 LUFS, gains that never amplify silence and respect a peak limit). README
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
+import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioContentError, AudioReadError, UsageError
+from .errors import ENVIRONMENT_ERRNOS, AudioContentError, AudioReadError, UsageError
 from .files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,7 @@ __all__ = [
     "GainDecision",
     "audio_info",
     "read_audio",
+    "promised_frames",
     "to_channels",
     "resample",
     "windowed_rms",
@@ -60,6 +65,7 @@ _FORMAT_BY_SUFFIX = {
     ".aif": "AIFF",
 }
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+_BYTES_PER_SAMPLE = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,9 +172,17 @@ def read_audio(path: Path | str, *, always_2d: bool = True) -> tuple[np.ndarray,
     if p.stat().st_size == 0:
         raise AudioReadError(f"{path}: file is empty (0 bytes); re-export it or remove it")
     try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(p)) as fh:
+            declared, fmt = fh.frames, fh.format
+            data, sr = fh.read(dtype="float32", always_2d=True), fh.samplerate
     except (RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
         raise _decode_error(path, exc) from exc
+    promised = promised_frames(p) if fmt in ("WAV", "WAVEX", "AIFF") else declared if fmt == "FLAC" else 0
+    if promised > data.shape[0]:
+        raise AudioReadError(
+            f"{path}: truncated: its header promises {promised / sr:.3f} s but the file holds only "
+            f"{data.shape[0] / sr:.3f} s (an interrupted copy or export?); re-copy or re-export it, "
+            "or remove it")
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioContentError(
             f"{path}: decodes to 0 audio frames (zero length); re-export it or remove it"
@@ -179,6 +193,36 @@ def read_audio(path: Path | str, *, always_2d: bool = True) -> tuple[np.ndarray,
         audio = audio[0]
     log.debug("read %s: %d ch, %d frames @ %d Hz", path, data.shape[1], data.shape[0], sr)
     return audio, int(sr)
+
+
+def promised_frames(path: Path) -> int:
+    """Frames a WAV/AIFF header promises when its data chunk is cut short (libsndfile silently
+    reads what is there); 0 when the file is complete or its header gives no size."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(12)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            end, fmt_id, data_id, skip = "<", b"fmt ", b"data", 0
+        elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            end, fmt_id, data_id, skip = ">", b"COMM", b"SSND", 8  # SSND: offset, block size
+        else:
+            return 0
+        pos, block = 12, 0
+        while pos + 8 <= size:
+            fh.seek(pos)
+            cid, n = struct.unpack(end + "4sI", fh.read(8))
+            if cid == fmt_id and end == "<" and n >= 16:
+                block = struct.unpack("<H", fh.read(14)[12:14])[0]  # block align
+            elif cid == fmt_id and n >= 8:
+                channels, _, bits = struct.unpack(">hIh", fh.read(8))
+                block = channels * ((bits + 7) // 8)
+            elif cid == data_id:
+                present = size - pos - 8
+                if n in (0, 0xFFFFFFFF) or block <= 0 or n - present < block:
+                    return 0
+                return (n - skip) // block
+            pos += 8 + n + (n & 1)
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,5 +625,25 @@ def write_audio(path: Path | str, audio: np.ndarray, sr: int, *, subtype: str = 
     # transpose is exactly that; for mono any contiguous row works without a copy.
     data = a[0] if a.shape[0] == 1 else a.T
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), data, int(sr), subtype=st, format=fmt)
+        _sound_write(tmp, data, int(sr), st, fmt)
     log.debug("wrote %s (%s/%s, %d ch, %d frames @ %d Hz)", path, fmt, st, a.shape[0], a.shape[1], sr)
+
+
+def _sound_write(target: Path, data: np.ndarray, sr: int, subtype: str, fmt: str) -> None:
+    """``soundfile.write``, with a full disk raised as the OSError it is (libsndfile reports only
+    "System error", soundfile a short write as an AssertionError)."""
+    try:
+        sf.write(str(target), data, sr, subtype=subtype, format=fmt)
+    except (RuntimeError, AssertionError) as exc:
+        if isinstance(exc, RuntimeError) and "System error" not in str(exc):
+            raise
+        code = getattr(getattr(sf, "_ffi", None), "errno", 0)  # errno of libsndfile's failed call
+        if code not in ENVIRONMENT_ERRNOS:
+            try:
+                free = shutil.disk_usage(Path(target).parent).free
+            except OSError:
+                raise exc from None
+            if free >= data.size * _BYTES_PER_SAMPLE.get(subtype, 2):
+                raise
+            code = errno.ENOSPC
+        raise OSError(code, os.strerror(code), str(target)) from exc

@@ -482,7 +482,9 @@ def run_audit(audio_root: Path, cfg: AuditConfig, *, cond_root: Path | None = No
               options: RunOptions | None = None, recursive: bool = True) -> AuditResult:
     """Audit this shard's token files (in ``options.workers`` processes) and their sidecars."""
     options = options or RunOptions()
-    tokens = discover(audio_root, [token_suffix], recursive=recursive)
+    # the same list s3 and s4 work on: a --cond-root inside the token tree is not searched
+    exclude = [cond_root] if cond_root is not None and cond_root.resolve() != audio_root.resolve() else []
+    tokens = discover(audio_root, [token_suffix], recursive=recursive, exclude=exclude)
     items = [WorkItem(relative_key(p, audio_root), p,
                       sc_mod.sidecar_path_for(p, audio_root, cond_root, suffix)) for p in tokens]
     orphans = _orphans(audio_root, cond_root, suffix, token_suffix, {it.key for it in items}, recursive)

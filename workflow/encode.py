@@ -222,7 +222,7 @@ def verify_outputs(codec, items: list[WorkItem], samples: int, seed: int = 0) ->
 # -- the run -----------------------------------------------------------------------------------------
 def build_items(in_root: Path, out_root: Path, extensions, suffix: str, recursive: bool) -> list[WorkItem]:
     return [WorkItem(relative_key(p, in_root), p, mirror_path(p, in_root, out_root, suffix))
-            for p in discover(in_root, extensions, recursive=recursive)]
+            for p in discover(in_root, extensions, recursive=recursive, exclude=[out_root])]
 
 
 def list_missing(items: list[WorkItem], out_root: Path, suffix: str, codec_name: str,

@@ -7,6 +7,9 @@ Messages name the file involved and say what to do about it.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class WorkflowError(Exception):
     """Base class for expected, user-facing failures."""
@@ -62,3 +65,29 @@ class FeatureSetError(ProducerError):
 
 class DatasetError(WorkflowError):
     """A Hugging Face dataset folder built by s5 is missing, inconsistent or cannot be built."""
+
+
+# What an OSError caused by the machine rather than the data means, and what to do about it.
+_OS_ERROR_HINTS = {
+    errno.ENOSPC: "no space left on device; free some space or write to another disk",
+    errno.EDQUOT: "disk quota exceeded; free some space or write to another disk",
+    errno.EFBIG: "file too large for this file system; write to another disk",
+    errno.EROFS: "read-only file system; choose a writable output folder",
+    errno.EACCES: "permission denied; check the permissions of this path and its folder "
+                  "(an output folder must be writable)",
+    errno.EPERM: "operation not permitted; check the permissions of this path and its folder",
+}
+ENVIRONMENT_ERRNOS = frozenset(_OS_ERROR_HINTS)
+
+
+def describe_os_error(exc: OSError) -> str | None:
+    """One line for an OSError the environment caused (full disk, quota, read-only or
+    unwritable folder), naming the path; ``None`` for any other OSError (likely a bug)."""
+    hint = _OS_ERROR_HINTS.get(exc.errno)
+    if hint is None:
+        return None
+    where = os.fsdecode(exc.filename) if exc.filename is not None else "writing a file"
+    base = os.path.basename(where)
+    if base.startswith(".") and ".tmp-" in base:  # a temp file: name the folder it was going into
+        where = f"{os.path.dirname(where) or '.'} (a temporary file in that folder)"
+    return f"{where}: {hint}"

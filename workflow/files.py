@@ -11,9 +11,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import platform
+import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -29,6 +32,11 @@ log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 TMP_MARKER = ".tmp-"
 _THREAD_LOCK = threading.Lock()
+# Temp names carry their writer, ``.<stem>.tmp-<pid>@<host tag>-<random><suffix>``, so a later run
+# can tell a dead run's leftovers from a live writer's file (see remove_stale_temps).
+_HOST_TAG = hashlib.sha1(platform.node().encode("utf-8")).hexdigest()[:6]
+_TEMP_WRITER = re.compile(re.escape(TMP_MARKER) + r"(\d+)@([0-9a-f]{6})-")
+STALE_TEMP_SECONDS = 6 * 3600  # a temp with no live writer we can check is stale after this
 
 
 def _read_umask() -> int:
@@ -61,6 +69,55 @@ def _is_hidden_or_temp(path: Path) -> bool:
     return path.name.startswith(".") or TMP_MARKER in path.name
 
 
+def _dir_id(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a folder: the identity of a real directory, however it is reached."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _walk_once(root: Path, excluded: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+    """``(dirpath, filenames)`` for every real directory under ``root``, each exactly once.
+
+    The tree itself is walked first without following links; a symlink to a folder is followed
+    afterwards only if its target was not visited yet, so a loop (``sub/up -> ..``) or a second
+    name for a folder adds nothing, and links out of the tree are read once. Folders in
+    ``excluded`` (resolved paths, e.g. the output folder) and everything below them are skipped.
+    """
+    seen: set[tuple[int, int]] = set()
+    starts = [str(root)]
+    while starts:
+        links: list[str] = []
+        for start in starts:
+            ident = _dir_id(start)
+            if ident is None or ident in seen or _inside(start, excluded):
+                continue
+            seen.add(ident)
+            for dirpath, dirnames, filenames in os.walk(start):
+                keep = []
+                for d in sorted(x for x in dirnames if not x.startswith(".")):
+                    full = os.path.join(dirpath, d)
+                    if os.path.islink(full):
+                        links.append(full)  # visited after the real folders, if still unseen
+                        continue
+                    ident = _dir_id(full)
+                    if ident is not None and ident not in seen and not _inside(full, excluded):
+                        seen.add(ident)
+                        keep.append(d)
+                dirnames[:] = keep
+                yield dirpath, filenames
+        starts = sorted(links)
+
+
+def _inside(path: str, excluded: Sequence[str]) -> bool:
+    if not excluded:
+        return False
+    real = os.path.realpath(path)
+    return any(real == e or real.startswith(e.rstrip(os.sep) + os.sep) for e in excluded)
+
+
 def discover(
     root: Path | str,
     extensions: Iterable[str] | str = AUDIO_EXTENSIONS,
@@ -71,23 +128,19 @@ def discover(
     """Files under ``root`` whose suffix is in ``extensions``, sorted by relative path.
 
     Hidden files (``.foo``, macOS ``._foo``) and our own temporary files are skipped; so is
-    anything inside a folder listed in ``exclude``.
+    anything inside a folder listed in ``exclude`` (stages pass their output folder), however it
+    is reached. Each real directory is read once: symlinked folders are followed, but a loop or a
+    second link to the same folder does not list its files again.
     """
     root = Path(root)
     if not root.is_dir():
         raise UsageError(f"input folder not found: {root}")
     exts = normalize_extensions(extensions)
     multi = tuple(e for e in exts if e.count(".") > 1)  # e.g. ".cond.npy"
-    excluded = [Path(e).resolve() for e in exclude]
+    excluded = [os.path.realpath(e) for e in exclude]
     found: list[Path] = []
-    walker = os.walk(root, followlinks=True) if recursive else [(str(root), [], os.listdir(root))]
-    for dirpath, dirnames, filenames in walker:
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if excluded:
-            here = Path(dirpath).resolve()
-            if any(here == e or e in here.parents for e in excluded):
-                dirnames[:] = []
-                continue
+    walker = _walk_once(root, excluded) if recursive else [(str(root), os.listdir(root))]
+    for dirpath, filenames in walker:
         for name in filenames:
             p = Path(dirpath) / name
             if _is_hidden_or_temp(p) or not p.is_file():
@@ -154,7 +207,8 @@ def check_output_not_inside_input(in_root: Path, out_root: Path) -> None:
 def temp_sibling(path: Path) -> Path:
     """A unique temporary name next to ``path`` that keeps its extension (format inference)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{TMP_MARKER}", suffix=path.suffix, dir=path.parent)
+    prefix = f".{path.stem}{TMP_MARKER}{os.getpid()}@{_HOST_TAG}-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
     try:
         # mkstemp makes 0600 files; outputs should get the usual permissions (0666 & ~umask).
         os.fchmod(fd, 0o666 & ~_UMASK)
@@ -163,6 +217,62 @@ def temp_sibling(path: Path) -> Path:
     return Path(tmp)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_is_stale(path: Path, max_age: float = STALE_TEMP_SECONDS) -> bool:
+    """Whether ``path`` is a temp file (:func:`temp_sibling`) that no live writer will finish.
+
+    Stale: its writer (pid and host in the name) is a dead process on this host, or the file is
+    older than ``max_age`` seconds (writers on other hosts, older names without a writer).
+    """
+    name = Path(path).name
+    if not name.startswith(".") or TMP_MARKER not in name:
+        return False
+    m = _TEMP_WRITER.search(name)
+    if m and m.group(2) == _HOST_TAG:
+        pid = int(m.group(1))
+        if pid == os.getpid():
+            return False
+        if not pid_alive(pid):
+            return True
+    try:
+        return time.time() - os.lstat(path).st_mtime > max_age
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_temps(folders: Iterable[Path | str], max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the stale temp files (:func:`temp_is_stale`) directly inside ``folders``.
+
+    Runs call this on their output folders, so the hidden ``.<stem>.tmp-*`` files of a killed run
+    do not pile up; a live writer's temp (this host) or a recent one (another host) is kept.
+    """
+    removed: list[Path] = []
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if TMP_MARKER in entry.name and entry.is_file(follow_symlinks=False) \
+                    and temp_is_stale(Path(entry.path), max_age):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d stale temp file(s) left by interrupted runs, e.g. %s",
+                 len(removed), removed[0])
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
@@ -170,17 +280,32 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
     >>> with atomic_path(out) as tmp:
     ...     soundfile.write(tmp, audio, sr)
+
+    An OSError about the temp file (a full disk, an unwritable folder) is re-raised naming
+    ``path``, so the message says which output could not be written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(path)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        if isinstance(exc, OSError) and _about_temp(exc):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def _about_temp(exc: OSError) -> bool:
+    """Whether ``exc`` names no file or one of our temp files (not an unrelated path)."""
+    if exc.errno is None:
+        return False
+    name = os.path.basename(os.fsdecode(exc.filename)) if exc.filename is not None else ""
+    return not name or (name.startswith(".") and TMP_MARKER in name)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

@@ -15,13 +15,12 @@ if __package__ in (None, ""):  # run as a file: import the package, and don't le
 
 import argparse
 import sys
-from pathlib import Path
 
 from workflow import hfdata
 from workflow.errors import UsageError
 from workflow.hfdata.schema import SOURCES
 from workflow.inspection import describe_dataset, moved_dataset_hint, show_rows, verify_split
-from workflow.runner import run_cli, setup_logging
+from workflow.runner import INPUT_FLAGS, FolderArg, add_folder_args, parse_args, run_cli, setup_logging
 
 MAX_LISTED_FAILURES = 50
 
@@ -29,8 +28,8 @@ MAX_LISTED_FAILURES = 50
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wf-inspect", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", nargs="?", type=Path, help="dataset folder (same as --hf-ds)")
-    p.add_argument("--hf-ds", type=Path, help="dataset folder written by wf-build-dataset")
+    add_folder_args(p, [FolderArg("hf_ds", ("--hf-ds", INPUT_FLAGS[0]),
+                                  "dataset folder written by wf-build-dataset", "DATASET")])
     p.add_argument("--split", action="append",
                    help="split to show/verify (repeatable; default: all splits)")
     p.add_argument("--show", type=int, default=3, help="rows to print per split (default 3; 0 for none)")
@@ -46,13 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     setup_logging(args.verbose)
-    root = args.hf_ds or args.dataset
-    if root is None:
-        raise UsageError("give the dataset folder (--hf-ds DIR)")
-    if args.hf_ds and args.dataset and args.hf_ds != args.dataset:
-        raise UsageError("give the dataset folder once (either positionally or with --hf-ds)")
+    root = args.hf_ds
     if args.show < 0:
         raise UsageError("--show must be 0 or more")
     dd = hfdata.load_dataset_dir(root)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from workflow import audio
-from workflow.errors import UsageError
+from workflow.errors import AudioReadError, UsageError
 from workflow.files import commit_group, discover, mirror_path, relative_key, temp_sibling
 from workflow.runner import Runner, RunOptions, RunReport, WorkItem
 
@@ -57,6 +57,51 @@ def output_paths(dst: Path, n_segments: int | None) -> list[Path]:
 def first_output(dst: Path, cfg: NormalizeConfig) -> Path:
     """The file whose existence means the item is finished (segments commit it last)."""
     return output_paths(dst, 1 if cfg.segment_seconds else None)[0]
+
+
+_EXACT_LENGTH_FORMATS = ("WAV", "WAVEX", "AIFF", "FLAC")  # headers that give the exact frame count
+
+
+def _expected_frames(src: Path, cfg: NormalizeConfig) -> tuple[int, int | None] | None:
+    """(channels, frames) the first output of ``src`` gets, from the input's header alone;
+    frames is None for formats whose header gives only an estimate (mp3, ogg)."""
+    try:
+        info = audio.audio_info(src)
+    except AudioReadError:
+        return None
+    policy = cfg.channel_policy()
+    channels = info.channels if policy == "keep" else 1 if policy == "mono" else int(policy)
+    if info.format not in _EXACT_LENGTH_FORMATS:
+        return channels, None
+    frames = (2 * info.frames * cfg.sample_rate + info.sample_rate) // (2 * info.sample_rate)
+    if cfg.segment_seconds:
+        frames = min(frames, max(1, int(round(cfg.segment_seconds * cfg.sample_rate))))
+    return channels, frames
+
+
+def output_problem(item: WorkItem, cfg: NormalizeConfig) -> str | None:
+    """Why ``item`` is not finished (``None`` when it is): its first output is missing,
+    unreadable, truncated, or not the rate, channels or length the input gives (±1 frame)."""
+    out = first_output(item.dst, cfg)
+    if not out.exists():
+        return "missing"
+    try:
+        info = audio.audio_info(out)
+        cut = audio.promised_frames(out)
+    except (AudioReadError, OSError) as exc:
+        return f"unreadable ({exc})"
+    if cut or info.frames == 0:
+        return f"truncated ({info.frames} frames)"
+    if info.sample_rate != cfg.sample_rate:
+        return f"{info.sample_rate} Hz, not {cfg.sample_rate}"
+    expected = _expected_frames(item.src, cfg)
+    if expected is not None:
+        channels, frames = expected
+        if info.channels != channels:
+            return f"{info.channels} channels, not {channels}"
+        if frames is not None and abs(info.frames - frames) > 1:
+            return f"{info.frames} frames, not {frames}"
+    return None
 
 
 def normalize_file(src: Path, dst: Path, cfg: NormalizeConfig) -> dict:
@@ -116,7 +161,7 @@ def _process(item: WorkItem, cfg: NormalizeConfig) -> dict:
 def build_items(in_root: Path, out_root: Path, extensions, recursive: bool) -> list[WorkItem]:
     """One item per input file; refuses two inputs that would write the same output."""
     items = [WorkItem(relative_key(p, in_root), p, mirror_path(p, in_root, out_root, ".wav"))
-             for p in discover(in_root, extensions, recursive=recursive)]
+             for p in discover(in_root, extensions, recursive=recursive, exclude=[out_root])]
     clashes = [dst for dst, n in Counter(it.dst for it in items).items() if n > 1]
     if clashes:
         names = ", ".join(it.key for it in items if it.dst in clashes[:3])
@@ -134,4 +179,4 @@ def normalize_items(items: list[WorkItem], cfg: NormalizeConfig, options: RunOpt
     """
     runner = Runner(STAGE, options, {**(params or {}), **asdict(cfg)})
     return runner.map(items, functools.partial(_process, cfg=cfg),
-                      is_done=lambda it: first_output(it.dst, cfg).exists())
+                      is_done=lambda it: output_problem(it, cfg) is None)

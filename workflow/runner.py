@@ -27,8 +27,8 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 
-from .errors import UsageError, WorkflowError
-from .files import atomic_write_text, select_shard
+from .errors import UsageError, WorkflowError, describe_os_error
+from .files import atomic_write_text, remove_stale_temps, select_shard
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class RunReport:
     planned: int = 0
     results: list[ItemResult] = field(default_factory=list)
     host: str = field(default_factory=platform.node)
+    report_error: str | None = None  # why the JSON report could not be written, if it could not
 
     def _count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -111,7 +112,7 @@ class RunReport:
         return [r for r in self.results if flag in r.info.get("flags", ())]
 
     def exit_code(self, skip_errors: bool = False) -> int:
-        return 1 if self.failed and not skip_errors else 0
+        return 1 if (self.failed and not skip_errors) or self.report_error else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -148,6 +149,8 @@ def describe_error(exc: BaseException) -> str:
     """A one-line reason: our own errors speak for themselves, others get their type name."""
     if isinstance(exc, WorkflowError):
         return str(exc)
+    if isinstance(exc, OSError) and describe_os_error(exc):
+        return describe_os_error(exc)  # a full disk, an unwritable folder: no traceback needed
     return f"{type(exc).__name__}: {exc} (unexpected error; rerun with -v for the traceback)"
 
 
@@ -244,9 +247,14 @@ class Runner:
         report.seconds = time.perf_counter() - t0
         report.finished = _dt.datetime.now().isoformat(timespec="seconds")
         if self.options.report is not None and not self.options.dry_run:
-            self.options.report.parent.mkdir(parents=True, exist_ok=True)
-            report.write(self.options.report)
-            log.info("run report written to %s", self.options.report)
+            try:
+                self.options.report.parent.mkdir(parents=True, exist_ok=True)
+                report.write(self.options.report)
+                log.info("run report written to %s", self.options.report)
+            except OSError as exc:  # a read-only or full output folder must not lose the summary
+                report.report_error = (
+                    f"the run report {self.options.report} was not written: "
+                    f"{describe_os_error(exc) or exc}; pass --report PATH to write it elsewhere")
         return report
 
     def _progress(self, total: int) -> tqdm:
@@ -263,6 +271,8 @@ class Runner:
         report.results.extend(ItemResult(it.key, SKIPPED) for it in done)
         if self.options.dry_run:
             report.params["would_process"] = [it.key for it in todo]
+        else:  # the hidden temp files of an earlier, killed run (a live writer's are kept)
+            remove_stale_temps(sorted({it.dst.parent for it in items}))
         return report, todo, t0
 
     # -- independent items ----------------------------------------------------------------------
@@ -474,6 +484,61 @@ def add_runner_args(parser: argparse.ArgumentParser, *, workers_default: int = 1
         g.add_argument(*names, **kwargs)
 
 
+@dataclass(frozen=True)
+class FolderArg:
+    """A folder a CLI takes either positionally (in declaration order) or with a named flag."""
+
+    dest: str
+    flags: tuple[str, ...]
+    help: str
+    metavar: str | None = None
+    required: bool = True
+
+
+#: The same names in every CLI: the folder read (the seed's ``--audio-root``) and the one written.
+INPUT_FLAGS: tuple[str, ...] = ("--input", "--audio-root")
+OUTPUT_FLAGS: tuple[str, ...] = ("--output",)
+_POSITIONAL = "folder_arg_"
+
+
+def add_folder_args(parser: argparse.ArgumentParser, folders: Sequence[FolderArg]) -> None:
+    """Add each folder as an optional positional and as its flags; read them with
+    :func:`parse_args`, which fills each from its flag, else from the positionals in order."""
+    for f in folders:
+        name = f.metavar or f.dest.upper()
+        parser.add_argument(_POSITIONAL + f.dest, nargs="?", type=Path, default=None, metavar=name,
+                            help=f"{f.help} (or {' / '.join(f.flags)} {name})")
+        parser.add_argument(*f.flags, dest=f.dest, type=Path, default=None, metavar=name,
+                            help=f"the {name} argument given by name")
+    parser.set_defaults(**{_POSITIONAL: tuple(folders)})
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_intermixed_args`` (folders may come after options) + the folder rules of
+    :func:`add_folder_args`: a missing or doubly given folder is a UsageError naming both forms."""
+    args = parser.parse_intermixed_args(argv)
+    folders: tuple[FolderArg, ...] = getattr(args, _POSITIONAL, ())
+    loose = [getattr(args, _POSITIONAL + f.dest) for f in folders]
+    loose = [x for x in loose if x is not None]
+    for f in folders:
+        delattr(args, _POSITIONAL + f.dest)
+        if getattr(args, f.dest) is None and loose:
+            setattr(args, f.dest, loose.pop(0))
+    for extra in loose:
+        same = [f for f in folders if getattr(args, f.dest) == extra]
+        if not same:
+            given = ", ".join(f"{f.flags[0]} {getattr(args, f.dest)}" for f in folders)
+            raise UsageError(f"one folder too many: {extra} (already given: {given}); give each "
+                             "folder once, by position or by name")
+    for f in folders:
+        if f.required and getattr(args, f.dest) is None:
+            name = f.metavar or f.dest.upper()
+            raise UsageError(f"no {name} given ({f.help}); pass it as an argument or with {f.flags[0]}")
+    if folders:
+        delattr(args, _POSITIONAL)
+    return args
+
+
 def options_from_args(args: argparse.Namespace, stage: str, out_root: Path | None) -> RunOptions:
     """Build :class:`RunOptions` from parsed shared flags; fills the default report path."""
     if args.workers < 1:
@@ -498,7 +563,8 @@ def setup_logging(verbose: int = 0) -> None:
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None, *,
             expected: tuple[type[Exception], ...] = ()) -> int:
     """Call a CLI's ``main``: usage errors print one line and exit 2; a WorkflowError (or one of
-    the ``expected`` classes, e.g. training's TrainingError) one line and exit 1; Ctrl-C exits 130."""
+    the ``expected`` classes, e.g. training's TrainingError) or a full disk / unwritable folder
+    (:func:`errors.describe_os_error`) one line and exit 1; Ctrl-C exits 130."""
     try:
         return main(argv)
     except UsageError as exc:
@@ -506,6 +572,12 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         return 2
     except (WorkflowError, *expected) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk or an unwritable folder (errors.describe_os_error)
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: finished outputs are kept; re-run the same command to resume",
@@ -524,5 +596,7 @@ def print_report(report: RunReport, options: RunOptions) -> None:
             print(f"  … and {len(todo) - 20} more")
         return
     print(report.summary())
-    if options.report is not None:
+    if report.report_error:
+        print(f"error: {report.report_error}", file=sys.stderr)
+    elif options.report is not None:
         print(f"report: {options.report}")

@@ -17,7 +17,6 @@ if __package__ in (None, ""):  # run as a file: import the package, and don't le
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from workflow import audio
 from workflow.errors import UsageError
@@ -25,15 +24,19 @@ from workflow.files import AUDIO_EXTENSIONS, check_output_not_inside_input
 from workflow.normalize import (  # noqa: F401 - NormalizeConfig, segment_path, normalize_items re-exported
     STAGE, NormalizeConfig, build_items, normalize_items, segment_path,
 )
-from workflow.runner import add_runner_args, options_from_args, print_report, run_cli, setup_logging
+from workflow.runner import (
+    INPUT_FLAGS, OUTPUT_FLAGS, FolderArg, add_folder_args, add_runner_args, options_from_args, parse_args,
+    print_report, run_cli, setup_logging,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wf-audio-normalize", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", type=Path, help="folder of audio files (searched recursively)")
-    p.add_argument("output", type=Path, help="output folder (mirrors the input tree; .wav files)")
+    add_folder_args(p, [
+        FolderArg("input", INPUT_FLAGS, "folder of audio files (searched recursively)"),
+        FolderArg("output", OUTPUT_FLAGS, "output folder (mirrors the input tree; .wav files)")])
     p.add_argument("--extensions", nargs="+", default=list(AUDIO_EXTENSIONS),
                    help="file extensions to pick up (default: %(default)s)")
     g = p.add_argument_group("format")
@@ -85,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> NormalizeConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     setup_logging(args.verbose)
     cfg = config_from_args(args)
     check_output_not_inside_input(args.input, args.output)

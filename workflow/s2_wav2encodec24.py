@@ -17,7 +17,6 @@ if __package__ in (None, ""):  # run as a file: import the package, and don't le
 import argparse
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -28,14 +27,18 @@ from workflow.encode import (
 )
 from workflow.errors import UsageError
 from workflow.files import AUDIO_EXTENSIONS, check_output_not_inside_input, relative_key
-from workflow.runner import Runner, add_runner_args, options_from_args, print_report, run_cli, setup_logging
+from workflow.runner import (
+    INPUT_FLAGS, OUTPUT_FLAGS, FolderArg, Runner, add_folder_args, add_runner_args, options_from_args,
+    parse_args, print_report, run_cli, setup_logging,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wf-wav2encodec24", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", type=Path, help="folder of audio (normally s1's output)")
-    p.add_argument("output", type=Path, help="folder for the .ecdc files (mirrors the input tree)")
+    add_folder_args(p, [
+        FolderArg("input", INPUT_FLAGS, "folder of audio (normally s1's output)"),
+        FolderArg("output", OUTPUT_FLAGS, "folder for the .ecdc files (mirrors the input tree)")])
     p.add_argument("--extensions", nargs="+", default=list(AUDIO_EXTENSIONS),
                    help="input extensions (default: %(default)s)")
     p.add_argument("--suffix", default=".ecdc", help="output suffix (default: .ecdc)")
@@ -78,7 +81,7 @@ def _expected(spec, args: argparse.Namespace) -> tuple[int, str | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     setup_logging(args.verbose)
     from workflow.codecs import get_spec, load_codec
 

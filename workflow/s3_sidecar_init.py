@@ -20,7 +20,10 @@ from pathlib import Path
 
 from workflow import sidecar
 from workflow.errors import UsageError
-from workflow.runner import add_runner_args, options_from_args, print_report, run_cli, setup_logging
+from workflow.runner import (
+    INPUT_FLAGS, FolderArg, add_folder_args, add_runner_args, options_from_args, parse_args, print_report,
+    run_cli, setup_logging,
+)
 from workflow.sidecar_init import (  # noqa: F401 - build_items re-exported
     STAGE, build_items, init_items, manifest_path, write_manifest,
 )
@@ -30,8 +33,8 @@ from workflow.sidecar_root import MARKER, record_cond_root
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wf-sidecar-init", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--audio-root", type=Path, required=True,
-                   help="folder of .ecdc token files (s2's output), searched recursively")
+    add_folder_args(p, [FolderArg("audio_root", INPUT_FLAGS[::-1],
+                                  "folder of .ecdc token files (s2's output), searched recursively")])
     p.add_argument("--cond-root", type=Path, default=None,
                    help="where sidecars go, mirroring --audio-root (default: beside each .ecdc)")
     p.add_argument("--suffix", default=sidecar.NPY_SUFFIX,
@@ -46,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     setup_logging(args.verbose)
     audio_root: Path = args.audio_root
     if not audio_root.is_dir():

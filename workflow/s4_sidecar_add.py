@@ -23,7 +23,10 @@ from pathlib import Path
 import paramproducers as pp
 from workflow import sidecar
 from workflow.errors import FeatureSetError, ProducerError, UsageError, WorkflowError
-from workflow.runner import OK, add_runner_args, options_from_args, print_report, run_cli, setup_logging
+from workflow.runner import (
+    INPUT_FLAGS, OK, FolderArg, add_folder_args, add_runner_args, options_from_args, parse_args, print_report,
+    run_cli, setup_logging,
+)
 from workflow.sidecar_add import STAGE, AddJob, add_items  # noqa: F401 - AddJob re-exported
 from workflow.sidecar_init import build_items
 
@@ -57,8 +60,8 @@ def build_parser(producers: list[pp.Producer] = ()) -> argparse.ArgumentParser:
     """The full parser; each producer adds its own flags in a group of its own."""
     p = argparse.ArgumentParser(prog="wf-sidecar-add", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--audio-root", type=Path, default=None,
-                   help="folder of .ecdc token files, searched recursively (required to run)")
+    add_folder_args(p, [FolderArg("audio_root", INPUT_FLAGS[::-1],
+                                  "folder of .ecdc token files, searched recursively", required=False)])
     p.add_argument("--cond-root", type=Path, default=None,
                    help="folder of the sidecars, mirroring --audio-root (default: beside each .ecdc)")
     p.add_argument("--suffix", default=sidecar.NPY_SUFFIX, help="sidecar array suffix (default: %(default)s)")
@@ -113,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = pre.producer + (["from_filename"] if pre.from_filename and "from_filename" not in pre.producer else [])
     producers = pp.load_all(names, pre.producers_dir)
-    args = build_parser(producers).parse_args(argv)
+    args = parse_args(build_parser(producers), argv)
     setup_logging(args.verbose)
     if not producers and not args.drop:
         raise UsageError("name at least one --producer (see --list-producers), or --drop a column")
     if args.audio_root is None:
-        raise UsageError("--audio-root is required (the folder of .ecdc token files)")
+        raise UsageError("no AUDIO_ROOT given (the folder of .ecdc token files); pass it as an "
+                         "argument or with --audio-root")
     if not args.audio_root.is_dir():
         raise UsageError(f"--audio-root {args.audio_root} is not a folder")
     if not args.suffix.endswith(".npy") or args.suffix == ".npy":

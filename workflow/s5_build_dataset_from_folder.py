@@ -21,16 +21,19 @@ from pathlib import Path
 
 from workflow import hfdata
 from workflow.errors import UsageError
-from workflow.runner import add_runner_args, run_cli, setup_logging
+from workflow.runner import (
+    INPUT_FLAGS, OUTPUT_FLAGS, FolderArg, add_folder_args, add_runner_args, parse_args, run_cli, setup_logging,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wf-build-dataset", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tokens_dir", type=Path, metavar="TOKENS_DIR", help="folder of token files (s2 output)")
-    p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
-                   help="dataset folder to create or extend (must not be inside TOKENS_DIR)")
+    add_folder_args(p, [
+        FolderArg("tokens_dir", INPUT_FLAGS, "folder of token files (s2 output)", "TOKENS_DIR"),
+        FolderArg("out_dir", (*OUTPUT_FLAGS, "--hf-ds"),
+                  "dataset folder to create or extend (must not be inside TOKENS_DIR)", "OUT_DIR")])
     g = p.add_argument_group("splits")
     g.add_argument("--split", default=None,
                    help="name of the split to build from all files (default: train); other splits "
@@ -126,7 +129,7 @@ def print_summary(result: hfdata.BuildResult) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     setup_logging(args.verbose)
     result = hfdata.build(config_from_args(args))
     print_summary(result)

@@ -27,7 +27,9 @@ from workflow.audit import (  # noqa: F401 - AuditResult, FeatureSummary, make_h
 )
 from workflow.errors import UsageError
 from workflow.files import atomic_write_text
-from workflow.runner import RunOptions, add_runner_args, run_cli, setup_logging
+from workflow.runner import (
+    INPUT_FLAGS, FolderArg, RunOptions, add_folder_args, add_runner_args, parse_args, run_cli, setup_logging,
+)
 from workflow.sidecar_root import MARKER, recorded_cond_root
 
 
@@ -46,9 +48,7 @@ def _list_arg(text: str) -> int | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wf-sidecar-audit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("tokens", nargs="?", type=Path, default=None,
-                   help="folder of .ecdc token files (s2's output); same as --audio-root")
-    p.add_argument("--audio-root", type=Path, default=None, help="folder of .ecdc token files")
+    add_folder_args(p, [FolderArg("audio_root", INPUT_FLAGS[::-1], "folder of .ecdc token files (s2's output)")])
     p.add_argument("--cond-root", type=Path, default=None,
                    help="folder mirroring the token tree that holds the sidecars (default: beside the tokens)")
     p.add_argument("--suffix", default=sc_mod.NPY_SUFFIX,
@@ -88,12 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _roots(args: argparse.Namespace) -> tuple[Path, Path | None]:
-    if args.tokens is not None and args.audio_root is not None and args.tokens != args.audio_root:
-        raise UsageError(f"two token folders given ({args.tokens} and --audio-root {args.audio_root}); "
-                         "pass one")
-    root = args.audio_root or args.tokens
-    if root is None:
-        raise UsageError("no token folder given; pass it as the argument or with --audio-root")
+    root = args.audio_root
     if not root.is_dir():
         raise UsageError(f"token folder not found: {root}")
     if args.cond_root is not None and not args.cond_root.is_dir():
@@ -117,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     setup_logging(args.verbose)
     cfg = config_from_args(args)
     fail_on = parse_fail_on(args.fail_on)

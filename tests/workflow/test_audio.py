@@ -529,3 +529,26 @@ def test_pipeline_read_resample_gain_write(tmp_path):
     assert zsr == 24000 and z.shape == y.shape
     assert A.peak_windowed_rms(z, zsr) == pytest.approx(0.1, rel=0.005)
     assert only_files(out.parent) == ["in.wav"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_disk_is_reported_as_no_space_left() -> None:
+    """Issue 13 item 14: libsndfile's bare "System error" on a full disk becomes ENOSPC."""
+    import errno
+
+    with pytest.raises(OSError) as info:
+        A._sound_write(Path("/dev/full"), np.zeros(4800, np.float32), 24000, "PCM_16", "WAV")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "AIFF"])
+def test_truncated_file_is_refused_naming_it(tmp_path: Path, fmt: str) -> None:
+    """Issue 13 item 12: header says 1.0 s, data holds 0.5 s: libsndfile reads 0.5 s silently."""
+    p = tmp_path / f"cut.{fmt.lower()}"
+    sf.write(p, np.full(24000, 0.25, np.float32), 24000, subtype="PCM_16", format=fmt)
+    assert A.promised_frames(p) == 0 and A.read_audio(p)[0].shape == (1, 24000)
+    os.truncate(p, p.stat().st_size - 24000)  # 12000 of the 24000 two-byte frames are gone
+    assert A.promised_frames(p) == 24000
+    with pytest.raises(AudioReadError, match=r"cut\..*: truncated: its header promises 1\.000 s but "
+                                             r"the file holds only 0\.500 s"):
+        A.read_audio(p)

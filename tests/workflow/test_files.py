@@ -39,6 +39,32 @@ def test_discover_multi_dot_suffix_and_exclude(tmp_path: Path) -> None:
     assert got == ["x.cond.npy"]
 
 
+def test_discover_visits_each_real_directory_once(tmp_path: Path) -> None:
+    """Issue 13 item 10: a loop (sub/up -> ..) or a second link to a folder adds no files."""
+    root = tmp_path / "in"
+    _touch(root / "a.wav")
+    _touch(root / "sub" / "b.wav")
+    os.symlink("..", root / "sub" / "up")  # a loop back to the root
+    os.symlink("sub", root / "again")  # a second name for sub/
+    outside = _touch(tmp_path / "elsewhere" / "c.wav").parent
+    os.symlink(outside, root / "ext")  # a link out of the tree is followed, once
+    os.symlink(outside, root / "zz_ext2")
+    got = [files.relative_key(p, root) for p in files.discover(root, ".wav")]
+    assert got == ["a.wav", "ext/c.wav", "sub/b.wav"]
+
+
+def test_discover_never_walks_into_the_output_tree(tmp_path: Path) -> None:
+    """Issue 13 item 10: a link from the input into the output folder is not followed."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    _touch(root / "a.wav")
+    _touch(out / "a.wav")
+    _touch(out / "deep" / "b.wav")
+    os.symlink("../out", root / "out_link")
+    os.symlink("../out/deep", root / "deep_link")
+    got = [files.relative_key(p, root) for p in files.discover(root, ".wav", exclude=[out])]
+    assert got == ["a.wav"]
+
+
 def test_discover_missing_root_and_bad_extensions(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not found"):
         files.discover(tmp_path / "nope")
@@ -94,6 +120,31 @@ def test_atomic_path_success_and_failure(tmp_path: Path) -> None:
             raise RuntimeError("killed")
     assert target.read_bytes() == b"new"  # old content intact
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.wav"]  # no temp left
+
+
+def _temp_of_dead_writer(target: Path) -> Path:
+    """The temp file a run killed mid-write leaves: made by temp_sibling in a process now gone."""
+    code = f"from workflow import files; print(files.temp_sibling({str(target)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout
+    return Path(out.strip())
+
+
+def test_remove_stale_temps_keeps_live_and_recent_writers(tmp_path: Path) -> None:
+    """Issue 13 item 13: a dead run's `.stem.tmp-*` goes; a live writer's or a recent one stays."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = _temp_of_dead_writer(out / "a.wav")
+    assert dead.exists() and dead.name.startswith(f".a{files.TMP_MARKER}")
+    live = files.temp_sibling(out / "b.wav")  # this process: a writer still at work
+    other_host = _touch(out / f".c{files.TMP_MARKER}123@ffffff-x.wav")  # pid unknowable: by age
+    old_style = _touch(out / f".d{files.TMP_MARKER}k2j3.wav")
+    os.utime(old_style, (1, 1))  # older than STALE_TEMP_SECONDS
+    keep = _touch(out / "e.wav")
+    removed = files.remove_stale_temps([out, tmp_path / "missing"])
+    assert sorted(removed) == sorted([dead, old_style])
+    assert not dead.exists() and not old_style.exists()
+    assert live.exists() and other_host.exists() and keep.exists()
 
 
 def test_commit_group_renames_first_last(tmp_path: Path) -> None:

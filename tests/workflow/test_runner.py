@@ -207,3 +207,24 @@ def test_runner_args_subset_in_a_stage_group_with_its_own_help() -> None:
         p.parse_args(["--dry-run"])
     with pytest.raises(ValueError, match="no_such"):
         add_runner_args(argparse.ArgumentParser(), only=("no_such",))
+
+
+def test_run_cli_turns_machine_os_errors_into_one_line(tmp_path: Path, capsys) -> None:
+    """Issue 13 item 14: ENOSPC / EACCES from any CLI: exit 1 and a line naming the path."""
+    import errno
+    import os
+
+    from workflow.runner import run_cli
+
+    def full(argv):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x.npy"))
+
+    assert run_cli(full, []) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'x.npy'}: no space left on device; " \
+                                      "free some space or write to another disk\n"
+
+    def bug(argv):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "y")
+
+    with pytest.raises(FileNotFoundError):  # not the machine's fault: keep the traceback
+        run_cli(bug, [])

@@ -169,3 +169,34 @@ def test_mixed_feature_lists_write_nothing_and_name_a_fix(token_copy, capsys) ->
     assert f"wf-sidecar-add --audio-root {tokens} --drop chirp --drop to" in err
     assert "--filename-default chirp=VALUE" in err
     assert keys[0] in err
+
+
+def test_no_usable_token_file_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    """Issue 13 item 14: every token file unreadable → one error line naming them, not IndexError."""
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "a.ecdc").write_bytes(b"not an ecdc file")
+    (tokens / "b.ecdc").write_bytes(b"")
+    assert run_cli(s5, [str(tokens), str(tmp_path / "ds"), *Q]) == 1
+    err = capsys.readouterr().err
+    assert "none of the 2 token files" in err and "a.ecdc" in err and "b.ecdc" in err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    """Issue 13 item 14: an output folder that cannot be written → one error line, exit 1."""
+    import pytest
+
+    if os.geteuid() == 0:
+        pytest.skip("root may write into a read-only folder")
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "a.ecdc").write_bytes(b"not an ecdc file")
+    parent.chmod(0o555)
+    try:
+        assert run_cli(s5, [str(tokens), str(parent / "ds"), *Q]) in (1, 2)
+    finally:
+        parent.chmod(0o755)
+    assert "permission denied" in capsys.readouterr().err

@@ -161,7 +161,7 @@ def _use_recorded_cond_root(cfg: BuildConfig) -> list[str]:
 
 def _plan(cfg: BuildConfig, old_meta: dict[str, Any] | None, kept: list[str]) -> _Plan:
     """Scan the token files, check one layout and one feature list, assign splits."""
-    files = discover(cfg.tokens_dir, [cfg.suffix], recursive=cfg.recursive)
+    files = discover(cfg.tokens_dir, [cfg.suffix], recursive=cfg.recursive, exclude=[cfg.out_dir])
     if cfg.max_files is not None:
         files = files[: cfg.max_files]
     if not files:

@@ -134,8 +134,11 @@ def _select_usable(scanned: Sequence[_Scanned], old_meta: dict[str, Any] | None,
 
     The reference is the kept splits' layout (else the most common one among the files). The
     feature list is checked by :func:`check_feature_sets` first (one list, or nothing is built).
-    Returns (usable, problems, layout, feature order).
+    Returns (usable, problems, layout, feature order); nothing usable when no file could be scanned
+    (the caller reports why each failed).
     """
+    if not scanned:
+        return [], {}, (), []
     if kept and old_meta is not None:
         ref_sig = (old_meta["codec"], round(float(old_meta["fps"]), 6), int(old_meta["sample_rate"]),
                    int(old_meta["num_codebooks"]))

@@ -16,20 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..files import TMP_MARKER
+from ..files import TMP_MARKER, pid_alive
 from .config import _abs
 
 log = logging.getLogger(__package__)  # "workflow.hfdata", the logger name from before the split
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _siblings(out: Path, kind: str) -> list[Path]:
@@ -43,7 +33,7 @@ def _stale(path: Path) -> bool:
     """A staging/backup folder whose build process is gone (its pid is in the name)."""
     m = re.search(r"-(\d+)-[^-]*$", path.name)
     pid = int(m.group(1)) if m else 0
-    return pid <= 0 or (pid != os.getpid() and not _pid_alive(pid))
+    return pid <= 0 or (pid != os.getpid() and not pid_alive(pid))
 
 
 def _recover(out: Path) -> None:
