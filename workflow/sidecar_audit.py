@@ -22,7 +22,7 @@ from pathlib import Path
 
 from workflow import sidecar as sc_mod
 from workflow.audit import (  # noqa: F401 - AuditResult, FeatureSummary, make_histogram_figure re-exported
-    AuditConfig, AuditResult, FeatureSummary, exit_code, feature_table, issues_csv,
+    ISSUE_TYPES, AuditConfig, AuditResult, FeatureSummary, exit_code, feature_table, issues_csv,
     make_histogram_figure, parse_fail_on, plot_features, run_audit, summary_table,
 )
 from workflow.errors import UsageError
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write one histogram per feature (over the well-formed sidecars)")
     g.add_argument("--fail-on", default="any", metavar="any|none|TYPE,…",
                    help="which issues make the exit status 1: any (default), none, or a comma list "
-                        "of issue types")
+                        "of issue types: " + ", ".join(ISSUE_TYPES))
     # The runner's shared flags, less those for writing outputs (the audit only reads).
     add_runner_args(
         p, workers_default=max(1, min(8, os.cpu_count() or 1)), group=p.add_argument_group("run control"),
