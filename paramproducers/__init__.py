@@ -122,16 +122,23 @@ def _private_package(folder: Path) -> str:
     if pkg not in sys.modules:
         spec = importlib.util.spec_from_file_location(pkg, folder / "__init__.py",
                                                       submodule_search_locations=[str(folder)])
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load the package {folder}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[pkg] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(pkg, None)
-            raise
+        _exec_new_module(pkg, spec, folder)
     return pkg
+
+
+def _exec_new_module(name: str, spec: Any, origin: Path | str) -> ModuleType:
+    """Create and run a module from ``spec``, registered as ``name`` before it runs (dataclasses
+    and pickling look it up); a module that fails to import is not left behind."""
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {origin}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
 
 
 def _import_file(ref: ProducerRef) -> ModuleType:
@@ -142,17 +149,7 @@ def _import_file(ref: ProducerRef) -> ModuleType:
     mod_name = f"_wf_producer_{ref.name}_{digest}"
     if mod_name in sys.modules:
         return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, ref.target)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {ref.target}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module  # before exec: dataclasses and pickling look it up
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(mod_name, None)
-        raise
-    return module
+    return _exec_new_module(mod_name, importlib.util.spec_from_file_location(mod_name, ref.target), ref.target)
 
 
 def import_module(ref: ProducerRef) -> ModuleType:

@@ -34,14 +34,19 @@ def parse_number(text: str, flag: str, whole: str) -> float:
     return value
 
 
-def parse_consts(items: list[str] | None) -> dict[str, float]:
+def parse_named_numbers(items: list[str] | None, flag: str, example: str) -> dict[str, float]:
+    """``["a=1", "b=2.5"]`` given to ``flag`` → ``{"a": 1.0, "b": 2.5}``; a name given twice is an error."""
     out: dict[str, float] = {}
     for text in items or []:
-        name, value = parse_assignment(text, "--const", "name=value, e.g. --const gain=0.5")
+        name, value = parse_assignment(text, flag, example)
         if name in out:
-            raise UsageError(f"--const {name} given twice")
-        out[name] = parse_number(value, "--const", text)
+            raise UsageError(f"{flag} {name} given twice")
+        out[name] = parse_number(value, flag, text)
     return out
+
+
+def parse_consts(items: list[str] | None) -> dict[str, float]:
+    return parse_named_numbers(items, "--const", "name=value, e.g. --const gain=0.5")
 
 
 def add_cli_args(parser: argparse._ActionsContainer) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from workflow.errors import ProducerError, UsageError
 
-from .const import parse_assignment, parse_number
+from .const import parse_named_numbers
 
 DEFAULT_REGEX = (r"(?<![A-Za-z0-9])(?P<key>[A-Za-z]+)_"
                  r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)(?![A-Za-z0-9.])")
@@ -96,13 +96,7 @@ def add_cli_args(parser: argparse._ActionsContainer) -> None:
 
 
 def parse_defaults(items: list[str] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for text in items or []:
-        key, value = parse_assignment(text, "--filename-default", "key=value, e.g. --filename-default vel=0")
-        if key in out:
-            raise UsageError(f"--filename-default {key} given twice")
-        out[key] = parse_number(value, "--filename-default", text)
-    return out
+    return parse_named_numbers(items, "--filename-default", "key=value, e.g. --filename-default vel=0")
 
 
 def init(args: argparse.Namespace) -> None:

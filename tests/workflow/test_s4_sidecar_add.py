@@ -457,8 +457,21 @@ def test_seed_typical_s4_line_runs_as_written(tmp_path: Path) -> None:
     sc = sidecar.read_sidecar(tmp_path / "params" / "b" / "snare_vel_100.5.cond.npy")
     assert sc.names == ["vel"] and np.all(sc.column("vel") == 100.5)
     # --from-filename alone selects the producer
-    assert s4(["--audio-root", str(root), "--from-filename", "--mode", "overwrite"] + Q) == 0
+    assert s4(["--audio-root", str(root), "--cond-root", str(root), "--from-filename", "--mode", "overwrite"] + Q) == 0
     assert columns(root)["a/kick_vel_64.cond.npy"] == ["vel"]
+
+
+def test_without_cond_root_s4_uses_the_folder_s3_recorded(tmp_path: Path, capsys) -> None:
+    """s3 --cond-root records where the sidecars went; s4 without --cond-root writes there, like
+    s5 and the audit read there (not a second set of sidecars beside the tokens)."""
+    root = small_tree(tmp_path / "ecdc", ["x_1", "y_2"])
+    params = tmp_path / "params"
+    assert s3(["--audio-root", str(root), "--cond-root", str(params)] + Q) == 0
+    capsys.readouterr()
+    assert s4(["--audio-root", str(root), "--producer", "const", "--const", "k=3"] + Q) == 0
+    assert f"sidecars: under {params}" in capsys.readouterr().out
+    assert columns(params) == {"x_1.cond.npy": ["k"], "y_2.cond.npy": ["k"]}
+    assert all(v == [] for v in columns(root).values())  # the empty ones small_tree made beside the tokens
 
 
 def test_append_rerun_is_a_no_op_that_warns_on_different_values(tmp_path: Path, capsys) -> None:
