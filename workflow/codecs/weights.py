@@ -136,7 +136,9 @@ def _unreachable_via_proxy(endpoint: str, timeout: float) -> str | None:
     import urllib.request
 
     try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+        # a fresh opener: urlopen's global one keeps the proxies of its first use
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler())
+        opener.open(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
     except urllib.error.HTTPError as exc:  # an answer; from the proxy itself when it refuses
         return f"cannot reach {endpoint} through the proxy (HTTP {exc.code})" \
             if exc.code in (403, 407) or exc.code >= 500 else None
