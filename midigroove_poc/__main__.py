@@ -42,7 +42,11 @@ def _add_cache_args(p: argparse.ArgumentParser) -> None:
                    help="E-GMD CSV (default: $EGMD_CSV); its split column is used unless --val-csv is given")
     g.add_argument("--val-csv", type=Path, default=None, help="a second CSV whose rows become the validation split")
     g.add_argument("--dataset-root", type=Path, default=None, help="E-GMD folder (default: $EGMD_ROOT or the CSV's)")
-    g.add_argument("--encoder-model", choices=("encodec", "dac", "xcodec"), default="encodec")
+    g.add_argument("--encoder-model", choices=("encodec", "dac", "xcodec"), default="encodec",
+                   help="the upstream study's codecs: encodec = encodec_32khz (4 codebooks x 50 fps), "
+                        "dac = dac_44khz (9 x 86.13 fps), xcodec = xcodec at 2 kbps (4 x 50 fps)")
+    g.add_argument("--codec", default=None, metavar="NAME",
+                   help="any workflow.codecs registry name (e.g. encodec_24khz, dac_24khz); overrides --encoder-model")
     g.add_argument("--weights", default="pretrained",
                    help="codec weights: pretrained, random (smoke tests), a save_pretrained folder or .th")
     g.add_argument("--bandwidth", type=float, default=None, help="codec bandwidth in kbps (codebooks)")
@@ -78,15 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     eg = sub.add_parser("expressivegrid", help="the expressive-grid Transformer")
     eg_sub = eg.add_subparsers(dest="cmd", required=True)
     t = eg_sub.add_parser("train", help="train on a cache", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--cache", type=Path, required=True, help="a cache folder (from drumgrid train --precache-only)")
+    t.add_argument("--cache", type=Path, required=True,
+                   help="a cache folder, or the --cache-dir folder when it holds one cache")
     t.add_argument("--save", type=Path, default=Path("runs/expressivegrid.pt"), help="best checkpoint path")
-    t.add_argument("--encoder-model", choices=("encodec", "dac", "xcodec"), default=None,
-                   help="check that the cache was built with this codec")
+    t.add_argument("--encoder-model", default=None, metavar="NAME",
+                   help="check that the cache was built with this codec (encodec|dac|xcodec or a registry name)")
     t.add_argument("--seed", type=int, default=0)
     _add_model_args(t)
     pr = eg_sub.add_parser("predict", help="decode a cached window's predicted codes to a wav")
     pr.add_argument("--ckpt", type=Path, required=True)
-    pr.add_argument("--cache", type=Path, default=None, help="default: the cache the checkpoint was trained on")
+    pr.add_argument("--cache", type=Path, default=None,
+                    help="a cache folder or a --cache-dir holding one (default: the checkpoint's training cache)")
     pr.add_argument("--out", type=Path, required=True, help="output wav")
     pr.add_argument("--split", default="test")
     pr.add_argument("--index", type=int, default=0)
@@ -94,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--decode-device", default="cpu")
 
     ev = sub.add_parser("eval", help="token and audio metrics", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ev.add_argument("--system", action="append", default=[], metavar="NAME:CKPT:CACHE[:CODEC]", help="repeatable")
+    ev.add_argument("--system", action="append", default=[], metavar="NAME:CKPT:CACHE[:CODEC]",
+                    help="repeatable; CODEC: encodec|dac|xcodec or a registry name (must be the cache's)")
+    ev.add_argument("--eval-sr", type=int, default=32000, help="audio metrics resample both sides to this rate")
     ev.add_argument("--split", default="test")
     ev.add_argument("--intersection", action="store_true", help="only windows present in every system's cache")
     ev.add_argument("--max-items", type=int, default=None)
@@ -128,11 +136,13 @@ def _rows(args: argparse.Namespace):
 
 
 def _cache_config(args: argparse.Namespace):
-    from .cache import ENCODER_MODELS, CacheConfig
+    from .cache import CacheConfig, resolve_codec
 
     split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip()) if s else ()  # noqa: E731
-    bw = args.xcodec_bandwidth if args.encoder_model == "xcodec" and args.xcodec_bandwidth else args.bandwidth
-    return CacheConfig(codec=ENCODER_MODELS[args.encoder_model], weights=args.weights, bandwidth=bw,
+    xcodec = args.encoder_model == "xcodec" and not args.codec
+    bw = args.xcodec_bandwidth if xcodec and args.xcodec_bandwidth else args.bandwidth
+    codec, bw = resolve_codec(args.encoder_model, args.codec, bw)
+    return CacheConfig(codec=codec, weights=args.weights, bandwidth=bw,
                        beats_per_chunk=args.beats_per_chunk, hop_beats=args.hop_beats,
                        beat_type_only=args.beat_type_only, kit_include=split(args.kit_category_only),
                        kit_exclude=split(args.kit_category_exclude), max_rows=args.max_rows)
@@ -173,12 +183,14 @@ def _main(argv: list[str] | None) -> int:
         print(f"drumgrid baseline: best val loss {summary.get('best_val_loss')} → {args.save}")
         return 0
     if args.group == "expressivegrid" and args.cmd == "train":
-        from .cache import ENCODER_MODELS, load_cache
+        from .cache import codec_name, load_cache, resolve_cache
         from .train import train_model
 
+        args.cache = resolve_cache(args.cache)
         _, meta = load_cache(args.cache)
-        if args.encoder_model and ENCODER_MODELS[args.encoder_model] != meta["codec"]:
-            raise UsageError(f"{args.cache} was built with {meta['codec']}, not {args.encoder_model}")
+        if args.encoder_model and codec_name(args.encoder_model) != meta["codec"]:
+            raise UsageError(f"{args.cache} was built with {meta['codec']}, not {args.encoder_model} "
+                             f"({codec_name(args.encoder_model)}); drop --encoder-model or pass the matching cache")
         summary = train_model(args.cache, args.save, features="grid", **_train_kwargs(args))
         print(f"expressivegrid: best val loss {summary.get('best_val_loss')} → {args.save}")
         return 0
@@ -191,7 +203,9 @@ def _main(argv: list[str] | None) -> int:
             cache = info.get("cache_path")
             if not cache:
                 raise UsageError("this checkpoint does not name its cache; pass --cache")
-        out = predict_to_wav(args.ckpt, cache, args.out, split=args.split, index=args.index,
+        from .cache import resolve_cache
+
+        out = predict_to_wav(args.ckpt, resolve_cache(cache), args.out, split=args.split, index=args.index,
                              device=args.device, decode_device=args.decode_device)
         print(f"wrote {out or args.out}")
         return 0
@@ -203,7 +217,7 @@ def _main(argv: list[str] | None) -> int:
                        max_items=args.max_items, device=args.device, decode_device=args.decode_device,
                        audio_metrics=args.audio_metrics, add_oracle=args.add_oracle, add_random=args.add_random,
                        save_preds=args.save_preds, pred_include_ref=args.pred_include_ref, out_dir=args.out_dir,
-                       pred_dir=args.pred_dir)
+                       pred_dir=args.pred_dir, eval_sr=args.eval_sr)
         keys = ["items", "acc", "nll", "ppl"] + (["spectral_convergence", "log_mel_l1", "rms_env_corr", "onset_f1"]
                                                  if args.audio_metrics else [])
         print(M.format_table(res["systems"], keys))

@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 META_FILE = "cache_meta.json"
 SPLITS = ("train", "validation", "test")
-#: ``--encoder-model`` → codec registry name (24 kHz / 75 fps for EnCodec and DAC).
-ENCODER_MODELS = {"encodec": "encodec_24khz", "dac": "dac_24khz", "xcodec": "xcodec"}
+#: ``--encoder-model`` → (codec registry name, bandwidth in kbps; None = the codec's default), as
+#: in the upstream study: EnCodec 32 kHz (4 x 50 fps), DAC 44 kHz (9 x 86.13 fps), X-Codec 2 kbps (4 x 50).
+ENCODER_MODELS: dict[str, tuple[str, float | None]] = {
+    "encodec": ("encodec_32khz", None), "dac": ("dac_44khz", None), "xcodec": ("xcodec", 2.0)}
 
 
 class CacheError(WorkflowError):
@@ -68,6 +70,41 @@ class _Loaded:
 
     windows: list[dict[str, Any]] = field(default_factory=list)
     audio: list[np.ndarray] = field(default_factory=list)
+
+
+def resolve_codec(encoder_model: str | None = None, codec: str | None = None,
+                  bandwidth: float | None = None) -> tuple[str, float | None]:
+    """``(registry name, bandwidth)`` for ``--encoder-model`` / ``--codec`` / ``--bandwidth``.
+
+    ``codec`` wins over ``encoder_model``: a ``workflow.codecs`` registry name means that codec
+    at its registry default bandwidth, a short name (``encodec``/``dac``) what ``--encoder-model``
+    means. An explicit ``bandwidth`` wins; it is checked against the registry before any audio is read.
+    """
+    from workflow.codecs import get_spec
+
+    if codec:
+        name, default_bw = _lookup(codec, prefer_registry=True)
+    else:
+        name, default_bw = _lookup(encoder_model or "encodec", prefer_registry=False)
+    bw = bandwidth if bandwidth is not None else default_bw
+    return name, get_spec(name).check_bandwidth(bw) if bw is not None else None
+
+
+def codec_name(name: str) -> str:
+    """The registry name for a short encoder-model name (``dac`` → ``dac_44khz``) or a registry name."""
+    return _lookup(name, prefer_registry=False)[0]
+
+
+def _lookup(name: str, *, prefer_registry: bool) -> tuple[str, float | None]:
+    from workflow.codecs import CODECS, codec_names
+
+    key = str(name).strip().lower().replace("-", "_")
+    if key in CODECS and (prefer_registry or key not in ENCODER_MODELS):
+        return key, None
+    if key in ENCODER_MODELS:
+        return ENCODER_MODELS[key]
+    raise UsageError(f"unknown codec {name!r}; use an encoder model ({', '.join(ENCODER_MODELS)}: "
+                     f"the upstream study's codecs) or a codec registry name ({', '.join(codec_names())})")
 
 
 def _features():
@@ -226,16 +263,46 @@ def _grid_names(attr: str) -> list[str]:
     return list(getattr(grid, attr))
 
 
+def resolve_cache(path: Path | str) -> Path:
+    """The finished cache ``path`` names: the cache folder itself, or the ``--cache-dir`` folder
+    holding exactly one finished cache. CacheError listing the choices when it holds several,
+    saying what was expected when it holds none."""
+    p = Path(path)
+    if (p / META_FILE).is_file():
+        return p
+    if not p.is_dir():
+        raise CacheError(f"cache {p} does not exist; pass the folder `drumgrid train` printed as "
+                         "`cache: ...` (or the --cache-dir folder holding it)")
+    found = find_caches(p)
+    if len(found) == 1:
+        log.info("using the only cache in %s: %s", p, found[0].name)
+        return found[0]
+    if found:
+        listing = "; ".join(f"{c} ({_describe(c)})" for c in found)
+        raise CacheError(f"{p} holds {len(found)} finished caches; pass one of them: {listing}")
+    unfinished = sorted(c.name for c in p.glob("*.parts"))
+    hint = (f" (unfinished: {', '.join(unfinished)}; re-run `drumgrid train --precache-only` to finish it)"
+            if unfinished else "")
+    raise CacheError(f"{p} is not a finished midigroove cache: expected {META_FILE} in it, or one "
+                     f"<codec>-<hash>/ cache folder holding {META_FILE} below it{hint}; build one with "
+                     "`python -m midigroove_poc drumgrid train --precache-only --cache-dir DIR ...`")
+
+
+def _describe(cache: Path) -> str:
+    try:
+        meta = json.loads((cache / META_FILE).read_text())
+        cfg = meta.get("config", {})
+        return f"{meta.get('codec')}, {meta.get('num_codebooks')} codebooks, weights {cfg.get('weights')}"
+    except (OSError, ValueError) as exc:
+        return f"unreadable {META_FILE}: {exc}"
+
+
 def load_cache(cache_path: Path | str):
-    """``(DatasetDict, meta)`` of a finished cache folder."""
+    """``(DatasetDict, meta)`` of a finished cache (or of the one cache in a ``--cache-dir`` folder)."""
     import datasets as ds
 
-    p = Path(cache_path)
-    meta_path = p / META_FILE
-    if not meta_path.is_file():
-        raise CacheError(f"{p} is not a finished midigroove cache (no {META_FILE}); build it with "
-                         "`python -m midigroove_poc drumgrid train --precache-only ...`")
-    meta = json.loads(meta_path.read_text())
+    p = resolve_cache(cache_path)
+    meta = json.loads((p / META_FILE).read_text())
     return ds.load_from_disk(str(p)), meta
 
 

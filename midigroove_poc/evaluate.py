@@ -2,7 +2,8 @@
 
 A system is ``name:ckpt:cache[:codec]``. For every evaluated window the model predicts all K
 codebooks from the grid; token metrics compare them with the cached codes, audio metrics compare
-the decoded prediction with the original audio of that window (and its onsets with the grid's).
+the decoded prediction with the original audio of that window (and its onsets with the grid's),
+both resampled to ``eval_sr``.
 ``--add-oracle`` decodes the true codes (the codec's ceiling), ``--add-random`` uniform random codes.
 """
 
@@ -42,11 +43,12 @@ class System:
 def _window_audio(path: str, start_s: float, n: int, sr: int, cache: dict) -> np.ndarray:
     from workflow import audio as A
 
-    if path not in cache:
+    if (path, sr) not in cache:
+        if not any(key[0] == path for key in cache):
+            cache.clear()  # one file at a time: windows of a row are consecutive
         data, file_sr = A.read_audio(path)
-        cache.clear()  # one file at a time: windows of a row are consecutive
-        cache[path] = A.resample(A.to_channels(data, "mono"), file_sr, sr)[0]
-    data = cache[path]
+        cache[(path, sr)] = A.resample(A.to_channels(data, "mono"), file_sr, sr)[0]
+    data = cache[(path, sr)]
     s = int(round(start_s * sr))
     seg = data[s:s + n]
     return np.pad(seg, (0, n - seg.shape[0])) if seg.shape[0] < n else seg
@@ -66,29 +68,33 @@ class _EvalRun:
     wav_dir: Path | None
     pred_dir: Path | None
     rng: np.random.Generator
+    eval_sr: int | None = None
     codecs: dict[tuple, Any] = field(default_factory=dict)
-    audio_cache: dict[str, np.ndarray] = field(default_factory=dict)
+    audio_cache: dict[tuple, np.ndarray] = field(default_factory=dict)
 
-    def codec_for(self, meta: dict[str, Any], override: str | None) -> Any:
+    def codec_for(self, meta: dict[str, Any]) -> Any:
         from .cache import cache_codec
 
-        key = (override or meta["codec"], meta.get("config", {}).get("weights", meta["weights"]), meta["bandwidth"])
+        key = (meta["codec"], meta.get("config", {}).get("weights", meta["weights"]), meta["bandwidth"])
         if key not in self.codecs:
-            m = dict(meta, codec=key[0])
-            self.codecs[key] = cache_codec(m, device=self.decode_device)
+            self.codecs[key] = cache_codec(meta, device=self.decode_device)
         return self.codecs[key]
 
 
 def _load_systems(systems: list[System], split: str, device: str) -> list[tuple]:
     """(system, split dataset, cache meta, model, checkpoint info) per system."""
-    from .cache import load_cache
+    from .cache import codec_name, load_cache, resolve_cache
     from .train import load_model
 
     if not systems:
         raise UsageError("give at least one --system name:ckpt:cache[:codec]")
     loaded = []
     for s in systems:
+        s.cache = resolve_cache(s.cache)
         dd, meta = load_cache(s.cache)
+        if s.codec and codec_name(s.codec) != meta["codec"]:
+            raise UsageError(f"system {s.name}: {s.cache} was built with {meta['codec']}, not {s.codec} "
+                             f"({codec_name(s.codec)}); its codes decode only with {meta['codec']}")
         if split not in dd:
             raise UsageError(f"{s.cache} has no split {split!r} (has {', '.join(dd)})")
         model, info = load_model(s.ckpt, device=device)
@@ -120,13 +126,18 @@ def _audio_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, A
 
     from . import metrics as M
 
-    codec = run.codec_for(meta, s.codec)
+    from workflow import audio as A
+
+    codec = run.codec_for(meta)
+    sr = codec.spec.sample_rate
     n = frames * codec.spec.hop_length
     audio = codec.decode(Encoded([pred.astype(np.int16)], [None], n))[0]
-    ref_audio = _window_audio(str(item["audio_path"]), float(item["start_s"]), n,
-                              codec.spec.sample_rate, run.audio_cache)
+    ref_audio = _window_audio(str(item["audio_path"]), float(item["start_s"]), n, sr, run.audio_cache)
     if run.audio_metrics:
-        row.update(M.audio_metrics(audio, ref_audio, codec.spec.sample_rate,
+        eval_sr = run.eval_sr or sr
+        ref_eval = _window_audio(str(item["audio_path"]), float(item["start_s"]), int(round(n * eval_sr / sr)),
+                                 eval_sr, run.audio_cache)
+        row.update(M.audio_metrics(A.resample(audio, sr, eval_sr), ref_eval, eval_sr,
                                    ref_onsets=np.asarray(item["onsets"], dtype=np.float64)))
     if run.wav_dir is not None and run.save_preds and j < run.save_preds:
         run.wav_dir.mkdir(parents=True, exist_ok=True)
@@ -186,11 +197,12 @@ def _system_rows(run: _EvalRun, loaded: tuple, common: set | None, max_items: in
     return rows
 
 
-def _write_results(out_dir: Path, split: str, summaries: dict[str, dict[str, float]], rows: list[dict[str, Any]]) -> None:
-    """``summary.json`` and ``items.csv`` into ``out_dir``."""
+def _write_results(out_dir: Path, head: dict[str, Any], summaries: dict[str, dict[str, float]],
+                   rows: list[dict[str, Any]]) -> None:
+    """``summary.json`` (``head`` fields + systems) and ``items.csv`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "summary.json", json.dumps(
-        {"split": split, "systems": summaries}, indent=2, default=_jsonable) + "\n")
+        {**head, "systems": summaries}, indent=2, default=_jsonable) + "\n")
     cols = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_path(out_dir / "items.csv") as tmp:
         with open(tmp, "w", newline="") as fh:
@@ -202,8 +214,12 @@ def _write_results(out_dir: Path, split: str, summaries: dict[str, dict[str, flo
 def evaluate(systems: list[System], *, split: str = "test", intersection: bool = False, max_items: int | None = None,
              device: str = "cpu", decode_device: str = "cpu", audio_metrics: bool = False, add_oracle: bool = False,
              add_random: bool = False, save_preds: int = 0, pred_include_ref: bool = False,
-             out_dir: Path | None = None, pred_dir: Path | None = None, seed: int = 0) -> dict[str, Any]:
-    """Evaluate; writes ``summary.json`` and ``items.csv`` into ``out_dir`` when given."""
+             out_dir: Path | None = None, pred_dir: Path | None = None, seed: int = 0,
+             eval_sr: int | None = 32000) -> dict[str, Any]:
+    """Evaluate; writes ``summary.json`` and ``items.csv`` into ``out_dir`` when given.
+
+    Audio metrics compare decoded and original audio both resampled to ``eval_sr`` (None: the codec's rate).
+    """
     from . import metrics as M
 
     loaded = _load_systems(systems, split, device)
@@ -212,7 +228,7 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
     out_dir = Path(out_dir) if out_dir else None
     run = _EvalRun(device, decode_device, audio_metrics, save_preds, pred_include_ref, add_oracle, add_random,
                    wav_dir=(out_dir / "wavs") if out_dir else None, pred_dir=pred_dir,
-                   rng=np.random.default_rng(seed))
+                   rng=np.random.default_rng(seed), eval_sr=eval_sr)
     rows: list[dict[str, Any]] = []
     for sys_loaded in loaded:
         rows.extend(_system_rows(run, sys_loaded, common, max_items))
@@ -221,7 +237,7 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
         summaries[name] = M.summarize([r for r in rows if r["system"] == name])
         summaries[name]["items"] = sum(r["system"] == name for r in rows)
     if out_dir is not None:
-        _write_results(out_dir, split, summaries, rows)
+        _write_results(out_dir, {"split": split, "eval_sr": eval_sr if audio_metrics else None}, summaries, rows)
     return {"systems": summaries, "rows": rows}
 
 

@@ -15,7 +15,7 @@ import soundfile as sf
 from midigroove_poc.__main__ import main
 from workflow.runner import run_cli
 
-CODEC = ["--encoder-model", "encodec", "--weights", "random", "--bandwidth", "1.5", "--encode-device", "cpu",
+CODEC = ["--codec", "encodec_24khz", "--weights", "random", "--bandwidth", "1.5", "--encode-device", "cpu",
          "--num-workers", "2", "--no-progress"]
 TINY = ["--device", "cpu", "--batch-size", "4", "--d-model", "32", "--n-layers", "1", "--n-heads", "2",
         "--warmup-steps", "2", "--log-every", "5", "--eval-every", "5"]
@@ -77,8 +77,11 @@ def test_filters_get_their_own_cache(built, tmp_path) -> None:
 def test_train_predict_and_eval(built, tmp_path) -> None:
     cache = built["cache"]
     eg = tmp_path / "eg.pt"
-    assert main(["expressivegrid", "train", "--cache", str(cache), "--save", str(eg), "--steps", "12", *TINY]) == 0
+    # --cache takes the --cache-dir folder when it holds one finished cache (the seed's command shape)
+    assert main(["expressivegrid", "train", "--cache", str(cache.parent), "--save", str(eg), "--steps", "12", *TINY]) == 0
     assert eg.is_file()
+    from midigroove_poc.model import load_model
+    assert load_model(eg)[1]["cache_path"] == str(cache.resolve())
     dgs = tmp_path / "dg.pt"
     assert main(["drumgrid", "train", "--train-csv", str(built["csv"]), "--dataset-root", str(built["root"]),
                  "--cache-dir", str(cache.parent), *CODEC, "--save", str(dgs), "--steps", "6", *TINY]) == 0
@@ -90,8 +93,10 @@ def test_train_predict_and_eval(built, tmp_path) -> None:
     out = tmp_path / "eval"
     assert main(["eval", "--split", "test", "--audio-metrics", "--add-oracle", "--add-random", "--save-preds", "1",
                  "--pred-include-ref", "--out-dir", str(out), "--intersection",
-                 "--system", f"eg:{eg}:{cache}", "--system", f"dg:{dgs}:{cache}"]) == 0
-    summary = json.loads((out / "summary.json").read_text())["systems"]
+                 "--system", f"eg:{eg}:{cache.parent}:encodec_24khz", "--system", f"dg:{dgs}:{cache}"]) == 0
+    full = json.loads((out / "summary.json").read_text())
+    assert full["eval_sr"] == 32000  # audio metrics at upstream's rate, not the codec's 24 kHz
+    summary = full["systems"]
     assert {"eg", "eg:oracle", "eg:random", "dg", "dg:oracle", "dg:random"} <= set(summary)
     assert summary["eg:oracle"]["acc"] == 1.0
     for key in ("acc", "spectral_convergence", "log_mel_l1", "rms_env_corr", "onset_f1"):
