@@ -320,6 +320,31 @@ def test_resume_restores_model_optimizer_scheduler_and_rng(tmp_path: Path) -> No
     assert (es2.best_score, es2.best_epoch) == (0.3, 3)
 
 
+def test_mps_rng_state_goes_into_the_checkpoint_and_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No Apple GPU here: stand in for MPS's generator so the payload path is exercised for real.
+    mps_state = torch.arange(16, dtype=torch.uint8)
+    restored: list[torch.Tensor] = []
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda *a, **k: mps_state.clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda s, *a, **k: restored.append(s))
+    model = TinyNet()
+    mgr = CheckpointManager(tmp_path, verbose=False)
+    mgr.save_checkpoint(model, 1, 0.5)
+    path = mgr.latest_checkpoint("model")
+    payload = torch.load(path, weights_only=True)
+    assert torch.equal(payload["rng_state"]["mps"], mps_state)
+    mgr.load_checkpoint(TinyNet(), path)
+    assert len(restored) == 1 and torch.equal(restored[0], mps_state)
+
+    monkeypatch.undo()  # the real machine: no MPS, so the saved state cannot be restored, and says so
+    with caplog.at_level(logging.WARNING, logger="training.core.seed"):
+        mgr.load_checkpoint(TinyNet(), path)
+    assert len(restored) == 1
+    assert "MPS (Apple GPU) RNG state but MPS is not available" in caplog.text
+
+
 def test_load_errors_name_the_file(tmp_path: Path) -> None:
     mgr = CheckpointManager(tmp_path, verbose=False)
     model = TinyNet()

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def get_rng_state() -> dict[str, Any]:
-    """The torch, CUDA, numpy and python ``random`` states as tensors / plain lists."""
+    """The torch, CUDA, MPS, numpy and python ``random`` states as tensors / plain lists."""
     np_state = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
@@ -33,7 +33,23 @@ def get_rng_state() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if _mps_available():
+        state["mps"] = torch.mps.get_rng_state()
     return state
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def _set_mps_rng_state(saved: Any) -> None:
+    """Restore the Apple-GPU generator, or say why not (a resume elsewhere is not bit-for-bit)."""
+    if not _mps_available():
+        log.warning("checkpoint holds MPS (Apple GPU) RNG state but MPS is not available; not "
+                    "restored, so this resume is not bit-for-bit")
+        return
+    torch.mps.set_rng_state(torch.as_tensor(saved, dtype=torch.uint8).cpu())
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
@@ -59,6 +75,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
                 torch.cuda.set_rng_state(torch.as_tensor(s, dtype=torch.uint8).cpu(), i)
         else:
             torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8).cpu() for s in saved])
+    if state.get("mps") is not None:
+        _set_mps_rng_state(state["mps"])
 
 
 def split_dataset(dataset: Dataset, val_split: float | int = 0.2, shuffle: bool = True,

@@ -51,6 +51,7 @@ from .labels import (
     read_emotion_csv,
     read_emotion_json,
 )
+from .layout import find_data_root
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ class MusicDataset(Dataset):
 
     Subclasses build the arrays from a folder in ``__init__`` or from a generator in
     :meth:`synthetic`; :meth:`from_datasets_dir` reads ``<datasets_dir>/<SUBFOLDER>``
-    (``training/audio``, ``training/midi``, ``training/maestro``, ``training/groove``).
+    (``training/audio``, ``training/midi``, ``training/maestro`` or ``training/dynamics_midi``,
+    ``training/groove`` or ``training/drums``).
     ``ds[i]`` is ``{"features": [F], "target": [Y]}`` (float32 tensors sharing memory with the
     arrays), so the default DataLoader collate gives ``{"features": [B, F], "target": [B, Y]}``.
 
@@ -145,8 +147,9 @@ class MusicDataset(Dataset):
 
     @classmethod
     def from_datasets_dir(cls, datasets_dir: Path | str = "datasets", **kwargs: Any) -> MusicDataset:
-        """Build from ``<datasets_dir>/<SUBFOLDER>`` (e.g. ``datasets/training/audio``)."""
-        return cls(Path(datasets_dir) / cls.SUBFOLDER, **kwargs)
+        """Build from ``<datasets_dir>/<SUBFOLDER>`` (e.g. ``datasets/training/audio``) or the
+        music-suite guide's name for it (``training/dynamics_midi``, ``training/drums``)."""
+        return cls(find_data_root(datasets_dir, cls.NAME), **kwargs)
 
     def _setup(
         self,

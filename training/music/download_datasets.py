@@ -222,8 +222,10 @@ def _organize(source: DatasetSource, layout: DatasetsLayout, raw_dir: Path, *, l
 ORGANIZE_TARGETS = {
     "deam": "training/audio/ + training/audio/labels.csv",
     "lakh": "training/midi/ (no labels: none exist for Lakh)",
-    "maestro": "training/maestro/",
-    "groove": "training/groove/ + training/groove/groove_info.json (metadata, not targets)",
+    "maestro": "training/maestro/ + maestro-v*.csv (official split; the loaders also read the guide's "
+               "training/dynamics_midi/)",
+    "groove": "training/groove/ + info.csv (official split) + training/groove/groove_info.json (metadata, "
+              "not targets; the loaders also read the guide's training/drums/)",
 }
 
 

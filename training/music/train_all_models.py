@@ -45,20 +45,23 @@ class ModelRun:
     stopped_early: bool
     best_checkpoint: str | None
     seconds: float
+    split: str = "random"  # "official (<metadata file>)" | "random"
+    test_items: int = 0  # official test items, held out of training and validation
 
 
 def load_data(name: str, datasets_dir: Path, *, synthetic: bool, synthetic_items: int, seed: int,
               workers: int, progress: bool) -> tuple[Any, str, int]:
     """The dataset for ``name``: real when present and usable, else synthetic (with the reason)."""
     from training.music.data_loaders import MusicDatasetError
+    from training.music.layout import describe_folders, find_data_root
     from training.music.models import MODEL_REGISTRY
 
     spec = MODEL_REGISTRY[name]
     if synthetic:
         return spec.dataset_cls.synthetic(n=synthetic_items, seed=seed), "synthetic", 0
-    root = datasets_dir / spec.subfolder
+    root = find_data_root(datasets_dir, name)
     if not root.is_dir():
-        reason = f"{root} not found"
+        reason = f"{describe_folders(datasets_dir, name)} not found"
     else:
         try:
             ds = spec.dataset_cls(root, workers=workers, progress=progress)
@@ -76,23 +79,43 @@ def load_data(name: str, datasets_dir: Path, *, synthetic: bool, synthetic_items
     return spec.dataset_cls.synthetic(n=synthetic_items, seed=seed), f"synthetic (fallback: {reason})", 0
 
 
+def make_split(ds: Any, *, val_split: float, seed: int) -> tuple[Any, Any, int, str]:
+    """``(train, validation, test item count, how)``: the dataset's official split when its
+    metadata is there (MAESTRO ``maestro-v*.csv``, Groove ``info.csv``), else a seeded random one."""
+    from torch.utils.data import Subset
+
+    from training.core import split_dataset
+    from training.music.layout import official_split
+
+    official = official_split(getattr(ds, "root", None), getattr(ds, "keys", []))
+    if official is not None:
+        how = f"official ({official.source.name})"
+        log.info("%s: %s split: %d train, %d validation, %d test (held out)", getattr(ds, "NAME", "?"),
+                 how, len(official.train), len(official.validation), len(official.test))
+        return Subset(ds, official.train), Subset(ds, official.validation), len(official.test), how
+    name = getattr(ds, "NAME", "?")
+    if getattr(ds, "root", None) is not None:
+        level = logging.WARNING if name in ("dynamics", "groove") else logging.INFO  # these ship one
+        log.log(level, "%s: no official split metadata (maestro-v*.csv / info.csv) in %s; using a random "
+                "%.0f %% validation split (seed %d)", name, ds.root, 100 * val_split, seed)
+    train_set, val_set = split_dataset(ds, val_split=val_split, shuffle=True, seed=seed)
+    return train_set, val_set, 0, "random"
+
+
 def train_one(name: str, args: argparse.Namespace, device: Any) -> ModelRun:
     """Split, build, fit and checkpoint one model."""
     import torch
     from torch.utils.data import DataLoader
 
     from training.music.models import MODEL_REGISTRY, build_loss, build_model
-    from training.core import (
-        CheckpointManager, EarlyStopping, ExperimentLogger, fit, seed_everything, seed_worker,
-        split_dataset,
-    )
+    from training.core import CheckpointManager, EarlyStopping, ExperimentLogger, fit, seed_everything, seed_worker
 
     t0 = time.perf_counter()
     seed_everything(args.seed)
     ds, source, skipped = load_data(name, args.datasets_dir, synthetic=args.synthetic,
                                     synthetic_items=args.synthetic_items, seed=args.seed,
                                     workers=args.workers, progress=not args.no_progress)
-    train_set, val_set = split_dataset(ds, val_split=args.val_split, shuffle=True, seed=args.seed)
+    train_set, val_set, test_items, split = make_split(ds, val_split=args.val_split, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, generator=gen,
                               num_workers=args.loader_workers, worker_init_fn=seed_worker,
@@ -103,7 +126,8 @@ def train_one(name: str, args: argparse.Namespace, device: Any) -> ModelRun:
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
                                                            patience=max(1, args.patience // 3))
     out = args.output / name
-    config = {"model": name, "data": source, "feature_dim": ds.feature_dim, "target_dim": ds.target_dim,
+    config = {"model": name, "data": source, "split": split, "feature_dim": ds.feature_dim,
+              "target_dim": ds.target_dim,
               "target": getattr(ds, "target_description", ""), **{k: str(v) for k, v in vars(args).items()}}
     with ExperimentLogger(args.logger, log_dir=out / "runs", project="enc-hf-workflow-music",
                           run_name=name, config=config) as logger:
@@ -121,7 +145,7 @@ def train_one(name: str, args: argparse.Namespace, device: Any) -> ModelRun:
         best_val_loss=history.best_score, best_epoch=history.best_epoch,
         stopped_early=history.stopped_early,
         best_checkpoint=str(history.best_checkpoint) if history.best_checkpoint else None,
-        seconds=round(time.perf_counter() - t0, 2),
+        seconds=round(time.perf_counter() - t0, 2), split=split, test_items=test_items,
     )
 
 
@@ -141,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu (a missing GPU is an error)")
     p.add_argument("--synthetic", action="store_true", help="train every model on synthetic data")
     p.add_argument("--synthetic-items", type=int, default=512, help="items per synthetic dataset")
-    p.add_argument("--val-split", type=float, default=0.2, help="validation fraction (deterministic split)")
+    p.add_argument("--val-split", type=float, default=0.2, help="validation fraction of the seeded random split, used when the data has no "
+                   "official split (MAESTRO maestro-v*.csv, Groove info.csv)")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
     p.add_argument("--min-delta", type=float, default=1e-4, help="smallest val-loss gain that counts")
     p.add_argument("--resume", action="store_true", help="continue each model from its last checkpoint")

@@ -466,6 +466,11 @@ def test_organize_produces_the_training_layout(served: tuple[_Server, dict[str, 
     jazz = labels["drummer2/eval_session/3_jazz_120_fill_3-4.mid"]
     assert (jazz["secondary_style"], jazz["beat_type"], jazz["bpm"]) == (None, "fill", 120)
     assert "1 info.csv rows name a MIDI file that is not in the archive" in out
+    # info.csv's midi_filename values are the organised files' keys, so the official split applies
+    from training.music.layout import read_split_column
+    split = read_split_column(t / "groove" / "info.csv")
+    organised = sorted(p.relative_to(t / "groove").as_posix() for p in (t / "groove").rglob("*.mid"))
+    assert [split[k] for k in organised] == ["train", "test"]
 
     # archives removed after a verified extraction; markers say what was checked
     assert not any(p.suffix in (".zip", ".gz") for p in (root / "downloads").iterdir())
