@@ -4,6 +4,7 @@ A system is ``name:ckpt:cache[:codec]``. For every evaluated window the model pr
 codebooks from the grid; token metrics compare them with the cached codes, audio metrics compare
 the decoded prediction with the original audio of that window (and its onsets with the grid's).
 ``--add-oracle`` decodes the true codes (the codec's ceiling), ``--add-random`` uniform random codes.
+``--fad-fadtk`` adds FAD / FAD∞ of each variant's decoded windows against the real ones (midigroove_poc.fad).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class _EvalRun:
     wav_dir: Path | None
     pred_dir: Path | None
     rng: np.random.Generator
+    fad: Any = None  # a fad.FadCollector when FAD is asked for
     codecs: dict[tuple, Any] = field(default_factory=dict)
     audio_cache: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -125,6 +127,10 @@ def _audio_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, A
     audio = codec.decode(Encoded([pred.astype(np.int16)], [None], n))[0]
     ref_audio = _window_audio(str(item["audio_path"]), float(item["start_s"]), n,
                               codec.spec.sample_rate, run.audio_cache)
+    if run.fad is not None:
+        kit = meta["kits"][int(item["kit_id"])] if "kits" in meta else str(int(item["kit_id"]))
+        run.fad.add(s.name, name, kit, audio, codec.spec.sample_rate,
+                    (str(item["audio_path"]), float(item["start_s"]), n, codec.spec.sample_rate))
     if run.audio_metrics:
         row.update(M.audio_metrics(audio, ref_audio, codec.spec.sample_rate,
                                    ref_onsets=np.asarray(item["onsets"], dtype=np.float64)))
@@ -157,7 +163,7 @@ def _variant_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str,
         row[f"acc_k{k}"] = a
     if kind == "model":
         row.update(M.token_nll(logits[0].numpy(), ref))
-    if run.audio_metrics or (run.save_preds and j < run.save_preds):
+    if run.audio_metrics or run.fad is not None or (run.save_preds and j < run.save_preds):
         _audio_row(run, s, meta, item, j, name, kind, pred, ref.shape[1], row)
     if run.pred_dir is not None and kind == "model":
         run.pred_dir.mkdir(parents=True, exist_ok=True)
@@ -202,8 +208,11 @@ def _write_results(out_dir: Path, split: str, summaries: dict[str, dict[str, flo
 def evaluate(systems: list[System], *, split: str = "test", intersection: bool = False, max_items: int | None = None,
              device: str = "cpu", decode_device: str = "cpu", audio_metrics: bool = False, add_oracle: bool = False,
              add_random: bool = False, save_preds: int = 0, pred_include_ref: bool = False,
-             out_dir: Path | None = None, pred_dir: Path | None = None, seed: int = 0) -> dict[str, Any]:
-    """Evaluate; writes ``summary.json`` and ``items.csv`` into ``out_dir`` when given."""
+             out_dir: Path | None = None, pred_dir: Path | None = None, seed: int = 0,
+             fad: Any = None) -> dict[str, Any]:
+    """Evaluate; writes ``summary.json`` and ``items.csv`` into ``out_dir`` when given.
+
+    ``fad``: a :class:`fad.FadCollector`; its FAD / FAD∞ keys join each variant's summary."""
     from . import metrics as M
 
     loaded = _load_systems(systems, split, device)
@@ -212,7 +221,7 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
     out_dir = Path(out_dir) if out_dir else None
     run = _EvalRun(device, decode_device, audio_metrics, save_preds, pred_include_ref, add_oracle, add_random,
                    wav_dir=(out_dir / "wavs") if out_dir else None, pred_dir=pred_dir,
-                   rng=np.random.default_rng(seed))
+                   rng=np.random.default_rng(seed), fad=fad)
     rows: list[dict[str, Any]] = []
     for sys_loaded in loaded:
         rows.extend(_system_rows(run, sys_loaded, common, max_items))
@@ -220,6 +229,10 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
     for name in dict.fromkeys(r["system"] for r in rows):
         summaries[name] = M.summarize([r for r in rows if r["system"] == name])
         summaries[name]["items"] = sum(r["system"] == name for r in rows)
+    if fad is not None:
+        ref_audio = lambda i: (_window_audio(*i, run.audio_cache), i[3])  # noqa: E731
+        for name, scores in fad.results(ref_audio).items():
+            summaries[name].update(scores)
     if out_dir is not None:
         _write_results(out_dir, split, summaries, rows)
     return {"systems": summaries, "rows": rows}

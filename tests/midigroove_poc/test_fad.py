@@ -130,3 +130,29 @@ def test_offline_embedder_is_labelled_and_deterministic() -> None:
 def test_missing_fadtk_names_the_install_command() -> None:
     with pytest.raises(FadError, match="pip install fadtk"):
         get_embedder("clap-laion-music")
+
+
+def test_collector_groups_variants_systems_and_kits(tmp_path) -> None:
+    """A variant that returns the reference windows scores ~0 overall and per kit; noise does not."""
+    from midigroove_poc.fad import FadCollector
+
+    sr = 8000
+    t = np.arange(sr // 2) / sr
+    rng = np.random.default_rng(5)
+    # ten windows per kit; each kit has its own pitch family, so mixing the kits up shows in FAD
+    windows = {(kit, j): 0.3 * np.sin(2 * np.pi * (base + 40 * j) * t) * (1 + 0.1 * rng.normal(size=t.size))
+               for kit, base in (("A", 300), ("B", 1500)) for j in range(10)}
+    label, embed = get_embedder(OFFLINE_MODEL)
+    col = FadCollector(label, embed, tmp_path, per_kit=True)
+    for (kit, j), audio in windows.items():
+        col.add("s", "s:copy", kit, audio, sr, (kit, j))
+        col.add("s", "s:noise", kit, 0.3 * rng.normal(size=t.size), sr, (kit, j))
+        other = windows[("B" if kit == "A" else "A", j)]
+        col.add("s", "s:swapped", kit, other, sr, (kit, j))
+    res = col.results(lambda item: (windows[item], sr))
+    for key in ("fad_logmel-stats", "fad_logmel-stats[A]", "fad_logmel-stats[B]"):
+        assert abs(res["s:copy"][key]) < 1e-6, key
+        assert res["s:noise"][key] > 10.0, key
+    assert abs(res["s:swapped"]["fad_logmel-stats"]) < 1e-6  # the same set of windows overall
+    assert res["s:swapped"]["fad_logmel-stats[A]"] > 10.0  # but the wrong kit's windows per kit
+    assert set(res["s:copy"]) == {f"{p}logmel-stats{k}" for p in ("fad_", "fad_inf_") for k in ("", "[A]", "[B]")}
