@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pred-include-ref", action="store_true", help="with --save-preds, also write reference wavs")
     ev.add_argument("--save-preds", type=int, default=0, metavar="N", help="write the first N predictions as wavs")
     ev.add_argument("--out-dir", type=Path, default=Path("eval_out"))
+    ev.add_argument("--seed", type=int, default=0, help="random codes and FAD∞ subsets")
+    g = ev.add_argument_group("FAD (Fréchet Audio Distance, and FAD∞, against the real windows)")
+    g.add_argument("--fad-fadtk", action="store_true", help="compute FAD / FAD∞ of every variant")
+    g.add_argument("--fadtk-model", default="clap-laion-music",
+                   help="a fadtk model (needs: pip install fadtk), or logmel-stats (offline, not CLAP)")
+    g.add_argument("--fadtk-per-kit", action="store_true", help="also FAD per kit (keys suffixed [kit])")
+    g.add_argument("--fad-stats-dir", type=Path, default=None,
+                   help="reference statistics cache (default: OUT_DIR/fad_ref_stats)")
     return p
 
 
@@ -213,13 +221,22 @@ def _main(argv: list[str] | None) -> int:
         from . import metrics as M
         from .evaluate import System, evaluate
 
+        fad = None
+        if args.fad_fadtk:
+            from .fad import FadCollector, get_embedder
+
+            label, embed = get_embedder(args.fadtk_model)
+            fad = FadCollector(label, embed, args.fad_stats_dir or args.out_dir / "fad_ref_stats",
+                               per_kit=args.fadtk_per_kit, seed=args.seed)
         res = evaluate([System.parse(s) for s in args.system], split=args.split, intersection=args.intersection,
                        max_items=args.max_items, device=args.device, decode_device=args.decode_device,
                        audio_metrics=args.audio_metrics, add_oracle=args.add_oracle, add_random=args.add_random,
                        save_preds=args.save_preds, pred_include_ref=args.pred_include_ref, out_dir=args.out_dir,
-                       pred_dir=args.pred_dir, eval_sr=args.eval_sr)
+                       pred_dir=args.pred_dir, eval_sr=args.eval_sr, seed=args.seed, fad=fad)
         keys = ["items", "acc", "nll", "ppl"] + (["spectral_convergence", "log_mel_l1", "rms_env_corr", "onset_f1"]
                                                  if args.audio_metrics else [])
+        if fad is not None:  # every FAD key names its embedder, e.g. fad_fadtk-clap-laion-music[Pop Kit]
+            keys += list(dict.fromkeys(k for v in res["systems"].values() for k in v if k.startswith("fad_")))
         print(M.format_table(res["systems"], keys))
         print(f"summary: {args.out_dir / 'summary.json'}")
         return 0

@@ -5,6 +5,7 @@ codebooks from the grid; token metrics compare them with the cached codes, audio
 the decoded prediction with the original audio of that window (and its onsets with the grid's),
 both resampled to ``eval_sr``.
 ``--add-oracle`` decodes the true codes (the codec's ceiling), ``--add-random`` uniform random codes.
+``--fad-fadtk`` adds FAD / FAD∞ of each variant's decoded windows against the real ones (midigroove_poc.fad).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class _EvalRun:
     pred_dir: Path | None
     rng: np.random.Generator
     eval_sr: int | None = None
+    fad: Any = None  # a fad.FadCollector when FAD is asked for
     codecs: dict[tuple, Any] = field(default_factory=dict)
     audio_cache: dict[tuple, np.ndarray] = field(default_factory=dict)
 
@@ -133,6 +135,9 @@ def _audio_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, A
     n = frames * codec.spec.hop_length
     audio = codec.decode(Encoded([pred.astype(np.int16)], [None], n))[0]
     ref_audio = _window_audio(str(item["audio_path"]), float(item["start_s"]), n, sr, run.audio_cache)
+    if run.fad is not None:
+        kit = meta["kits"][int(item["kit_id"])] if "kits" in meta else str(int(item["kit_id"]))
+        run.fad.add(s.name, name, kit, audio, sr, (str(item["audio_path"]), float(item["start_s"]), n, sr))
     if run.audio_metrics:
         eval_sr = run.eval_sr or sr
         ref_eval = _window_audio(str(item["audio_path"]), float(item["start_s"]), int(round(n * eval_sr / sr)),
@@ -168,7 +173,7 @@ def _variant_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str,
         row[f"acc_k{k}"] = a
     if kind == "model":
         row.update(M.token_nll(logits[0].numpy(), ref))
-    if run.audio_metrics or (run.save_preds and j < run.save_preds):
+    if run.audio_metrics or run.fad is not None or (run.save_preds and j < run.save_preds):
         _audio_row(run, s, meta, item, j, name, kind, pred, ref.shape[1], row)
     if run.pred_dir is not None and kind == "model":
         run.pred_dir.mkdir(parents=True, exist_ok=True)
@@ -215,10 +220,11 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
              device: str = "cpu", decode_device: str = "cpu", audio_metrics: bool = False, add_oracle: bool = False,
              add_random: bool = False, save_preds: int = 0, pred_include_ref: bool = False,
              out_dir: Path | None = None, pred_dir: Path | None = None, seed: int = 0,
-             eval_sr: int | None = 32000) -> dict[str, Any]:
+             eval_sr: int | None = 32000, fad: Any = None) -> dict[str, Any]:
     """Evaluate; writes ``summary.json`` and ``items.csv`` into ``out_dir`` when given.
 
-    Audio metrics compare decoded and original audio both resampled to ``eval_sr`` (None: the codec's rate).
+    Audio metrics compare decoded and original audio both resampled to ``eval_sr`` (None: the
+    codec's rate). ``fad``: a :class:`fad.FadCollector`; its FAD / FAD∞ keys join each summary.
     """
     from . import metrics as M
 
@@ -228,7 +234,7 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
     out_dir = Path(out_dir) if out_dir else None
     run = _EvalRun(device, decode_device, audio_metrics, save_preds, pred_include_ref, add_oracle, add_random,
                    wav_dir=(out_dir / "wavs") if out_dir else None, pred_dir=pred_dir,
-                   rng=np.random.default_rng(seed), eval_sr=eval_sr)
+                   rng=np.random.default_rng(seed), eval_sr=eval_sr, fad=fad)
     rows: list[dict[str, Any]] = []
     for sys_loaded in loaded:
         rows.extend(_system_rows(run, sys_loaded, common, max_items))
@@ -236,6 +242,10 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
     for name in dict.fromkeys(r["system"] for r in rows):
         summaries[name] = M.summarize([r for r in rows if r["system"] == name])
         summaries[name]["items"] = sum(r["system"] == name for r in rows)
+    if fad is not None:
+        ref_audio = lambda i: (_window_audio(*i, run.audio_cache), i[3])  # noqa: E731
+        for name, scores in fad.results(ref_audio).items():
+            summaries[name].update(scores)
     if out_dir is not None:
         _write_results(out_dir, {"split": split, "eval_sr": eval_sr if audio_metrics else None}, summaries, rows)
     return {"systems": summaries, "rows": rows}

@@ -118,3 +118,41 @@ def test_cli_help_and_errors(capsys) -> None:
         assert flag in helps
     assert run_cli(main, ["eval", "--out-dir", "/tmp/x"]) == 2
     assert run_cli(main, ["drumgrid", "train", "--precache-only"]) == 2  # no CSV given
+
+
+def test_eval_fad_with_the_offline_embedder(built, tmp_path, capsys) -> None:
+    cache = built["cache"]
+    eg = tmp_path / "eg.pt"
+    assert main(["expressivegrid", "train", "--cache", str(cache), "--save", str(eg), "--steps", "4", *TINY]) == 0
+    out, stats = tmp_path / "eval", tmp_path / "fadstats"
+    argv = ["eval", "--split", "test", "--add-oracle", "--add-random", "--out-dir", str(out), "--fad-fadtk",
+            "--fadtk-model", "logmel-stats", "--fadtk-per-kit", "--fad-stats-dir", str(stats),
+            "--system", f"eg:{eg}:{cache}"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    header = printed.splitlines()[0]
+    for col in ("fad_logmel-stats", "fad_inf_logmel-stats", "fad_logmel-stats[Acoustic Kit]",
+                "fad_logmel-stats[Pop Kit]"):
+        assert col in header, header
+    summary = json.loads((out / "summary.json").read_text())["systems"]
+    assert "clap" not in json.dumps(summary).lower() and "clap" not in printed.lower()
+    for name in ("eg", "eg:oracle", "eg:random"):
+        assert np.isfinite(summary[name]["fad_logmel-stats"]) and summary[name]["fad_logmel-stats"] > -1e-6
+    cached = sorted(p.name for p in stats.iterdir())
+    assert len(cached) == 3 and all(n.startswith("logmel-stats-") for n in cached)  # all kits + one per kit
+    mtimes = {p.name: p.stat().st_mtime_ns for p in stats.iterdir()}
+    assert main(argv) == 0  # the second run reads the reference statistics back
+    assert {p.name: p.stat().st_mtime_ns for p in stats.iterdir()} == mtimes
+    assert json.loads((out / "summary.json").read_text())["systems"]["eg"]["fad_logmel-stats"] == \
+        pytest.approx(summary["eg"]["fad_logmel-stats"], rel=1e-9)
+
+
+def test_eval_fad_without_fadtk_says_how_to_install(built, tmp_path, capsys) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("fadtk") is not None:
+        pytest.skip("fadtk is installed here")
+    rc = run_cli(main, ["eval", "--fad-fadtk", "--out-dir", str(tmp_path / "e"),
+                        "--system", f"eg:{tmp_path / 'none.pt'}:{built['cache']}"])
+    assert rc == 1 and "pip install fadtk" in capsys.readouterr().err
