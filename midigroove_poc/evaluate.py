@@ -1,12 +1,9 @@
 """``eval``: token and audio metrics of one or more trained systems on a cache split.
 
-A system is ``name:ckpt:cache[:codec]``. For every evaluated window the model predicts all K
-codebooks from the grid; token metrics compare them with the cached codes, audio metrics compare
-the decoded prediction with the original audio of that window (and its onsets with the grid's),
-both resampled to ``eval_sr``.
-``--add-oracle`` decodes the true codes (the codec's ceiling), ``--add-random`` uniform random codes.
-``--fad-fadtk`` adds FAD / FAD∞ of each variant's decoded windows against the real ones (midigroove_poc.fad).
-"""
+A system is ``name:ckpt:cache[:codec]``. Token metrics compare the predicted codebooks with the
+cached codes; audio metrics compare the decoded prediction with the window's original audio (and
+its onsets with the grid's), both at ``eval_sr``. ``--add-oracle`` decodes the true codes,
+``--add-random`` uniform random codes; ``--fad-fadtk`` adds FAD / FAD∞ (midigroove_poc.fad)."""
 
 from __future__ import annotations
 
