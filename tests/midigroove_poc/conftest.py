@@ -18,13 +18,16 @@ funk: 16th hats with an open hat on the "a" of 4 (CC4 opens it), ghost snares, s
 fills end with a 16th-note run over snare and the three toms. drummer1 plays behind the beat
 (snare +12 ms), drummer2 ahead (-8 ms) and rides the ride cymbal (bow + bell, pedal hi-hat) in
 rock. Every hit gets Gaussian timing jitter (sd 3 ms) and velocity jitter (sd 6), from a seeded
-generator, so the data is learnable yet expressive. Audio comes from :func:`synth.render_drums`.
+generator, so the data is learnable yet expressive. Audio comes from :func:`synth.render_drums`
+(``mini_egmd``) or from FluidSynth's General MIDI kits (``mini_egmd_gm``, :mod:`.fluid`).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,7 @@ import soundfile as sf
 from midigroove_poc.egmd import EGMD_COLUMNS, read_egmd_csv
 from midigroove_poc.grid import DrumEvents, load_drum_events
 
+from .fluid import fluidsynth_missing, render_gm_drums
 from .synth import render_drums
 
 AUDIO_SR = 44100
@@ -141,8 +145,19 @@ def write_midi(events: DrumEvents, bpm: float, path: Path) -> None:
     pm.write(str(path))
 
 
-def build_mini_egmd(root: Path) -> dict:
-    """Write the mini E-GMD under ``root``; returns {"root", "csv", "rows", "events"}."""
+def _toy_render(events: DrumEvents, duration: float, kit: int, seed: int) -> np.ndarray:
+    return render_drums(events, duration, AUDIO_SR, kit=kit, seed=seed)
+
+
+def _gm_render(events: DrumEvents, duration: float, kit: int, seed: int) -> np.ndarray:
+    return render_gm_drums(events, duration, AUDIO_SR, kit=kit)
+
+
+def build_mini_egmd(root: Path, render: Callable[..., np.ndarray] = _toy_render) -> dict:
+    """Write the mini E-GMD under ``root``; returns {"root", "csv", "rows", "events"}.
+
+    ``render(events, duration_s, kit, seed)`` makes each row's 44.1 kHz audio.
+    """
     root.mkdir(parents=True, exist_ok=True)
     records = []
     events_by_key: dict[str, DrumEvents] = {}
@@ -154,7 +169,7 @@ def build_mini_egmd(root: Path) -> dict:
             write_midi(performed, bpm, root / f"{stem}.midi")
             # Render what the file holds (tick-rounded), as E-GMD rendered its MIDI on the TD-17.
             events = load_drum_events(root / f"{stem}.midi")
-            audio = render_drums(events, duration, AUDIO_SR, kit=k, seed=i)
+            audio = render(events, duration, k, i)
             sf.write(root / f"{stem}.wav", audio, AUDIO_SR, subtype="PCM_16")
             events_by_key[stem] = events
             records.append({
@@ -182,6 +197,25 @@ def mini_egmd(tmp_path_factory: pytest.TempPathFactory) -> dict:
     modify it.
     """
     return build_mini_egmd(tmp_path_factory.mktemp("mini_egmd") / "e-gmd-v1.0.0")
+
+
+def require_fluidsynth() -> None:
+    """Skip (fail under CI=true) with the install command when FluidSynth cannot render here."""
+    why = fluidsynth_missing()
+    if why is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must render the drum fixture with FluidSynth: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def mini_egmd_gm(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``mini_egmd`` with real drum sounds: the same MIDI rendered by FluidSynth with TimGM6mb's
+    General MIDI kits ("Acoustic Kit" = Standard, "Pop Kit" = Power) — READ-ONLY. Onsets stay the
+    MIDI's (``events``). Skips with the install command where libfluidsynth3 is missing."""
+    require_fluidsynth()
+    return build_mini_egmd(tmp_path_factory.mktemp("mini_egmd_gm") / "e-gmd-v1.0.0", _gm_render)
 
 
 @pytest.fixture
