@@ -2,7 +2,8 @@
 
 ``weights="random"`` builds the registry's config with torch's RNG seeded (the same model every
 time), then fills the zero-initialised EnCodec/X-Codec codebooks from a fixed probe signal so
-codes vary with the input like real ones. Used for smoke tests and the demo; torch is lazy.
+codes vary with the input like real ones, and (EnCodec) zeroes the decoder's biases so decoded
+audio varies with the codes. Used for smoke tests and the demo; torch is lazy.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def _randomize_codebooks(model: Any, spec: CodecSpec) -> None:
 
     if spec.family == "encodec":
         _condition_encodec_latents(model, spec)
+        _zero_decoder_biases(model)
         layers = getattr(model.quantizer, "layers", None)
         books = [l.codebook for l in layers] if layers is not None else [l._codebook for l in model.quantizer.vq.layers]
     elif spec.family == "xcodec":
@@ -139,6 +141,21 @@ def _condition_encodec_latents(model: Any, spec: CodecSpec) -> None:
         else:  # pragma: no cover - no weight norm
             conv.weight.div_(spread)
         conv.bias.sub_(mean).div_(spread)
+
+
+def _zero_decoder_biases(model: Any) -> None:
+    """Zero every bias of an untrained EnCodec decoder, so what it outputs comes from the codes.
+
+    Untrained, the biases swamp the code-dependent part: measured on a drum loop (24 kHz, 1.5 kbps),
+    the output was a DC of 0.149 with a std of 0.014, and decoding uniform random codes instead of
+    the true ones moved the spectrum by 0.5 % (spectral convergence 0.0055); without biases, 0.74.
+    """
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.decoder.named_parameters():
+            if name.rsplit(".", 1)[-1].startswith("bias"):
+                param.zero_()
 
 
 def _load_random(spec: CodecSpec, overrides: Mapping[str, Any] | None) -> Any:
