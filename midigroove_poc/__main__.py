@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pred-dir", type=Path, default=None, help="save predicted codes (.npy) here")
     ev.add_argument("--pred-include-ref", action="store_true", help="with --save-preds, also write reference wavs")
     ev.add_argument("--save-preds", type=int, default=0, metavar="N", help="write the first N predictions as wavs")
+    ev.add_argument("--save-wavs", type=Path, default=None, metavar="DIR",
+                    help="write reference / oracle / prediction wavs of every window and DIR/index.html to listen")
     ev.add_argument("--out-dir", type=Path, default=Path("eval_out"))
     ev.add_argument("--seed", type=int, default=0, help="random codes and FAD∞ subsets")
     g = ev.add_argument_group("FAD (Fréchet Audio Distance, and FAD∞, against the real windows)")
@@ -232,13 +234,17 @@ def _main(argv: list[str] | None) -> int:
                        max_items=args.max_items, device=args.device, decode_device=args.decode_device,
                        audio_metrics=args.audio_metrics, add_oracle=args.add_oracle, add_random=args.add_random,
                        save_preds=args.save_preds, pred_include_ref=args.pred_include_ref, out_dir=args.out_dir,
-                       pred_dir=args.pred_dir, eval_sr=args.eval_sr, seed=args.seed, fad=fad)
-        keys = ["items", "acc", "nll", "ppl"] + (["spectral_convergence", "log_mel_l1", "rms_env_corr", "onset_f1"]
+                       pred_dir=args.pred_dir, eval_sr=args.eval_sr, seed=args.seed, fad=fad,
+                       save_wavs=args.save_wavs)
+        keys = ["items", "acc", "nll", "ppl"] + (["spectral_convergence", "log_mel_l1", "rms_env_corr", "onset_f1",
+                                                  "codec_spectral_convergence", "codec_onset_f1"]
                                                  if args.audio_metrics else [])
         if fad is not None:  # every FAD key names its embedder, e.g. fad_fadtk-clap-laion-music[Pop Kit]
             keys += list(dict.fromkeys(k for v in res["systems"].values() for k in v if k.startswith("fad_")))
         print(M.format_table(res["systems"], keys))
         print(f"summary: {args.out_dir / 'summary.json'}")
+        if res.get("index_html"):
+            print(f"listen: {res['index_html']}")
         return 0
     raise UsageError("unknown command")
 

@@ -2,8 +2,9 @@
 
 A system is ``name:ckpt:cache[:codec]``. Token metrics compare the predicted codebooks with the
 cached codes; audio metrics compare the decoded prediction with the window's original audio (and
-its onsets with the grid's), both at ``eval_sr``. ``--add-oracle`` decodes the true codes,
-``--add-random`` uniform random codes; ``--fad-fadtk`` adds FAD / FAD∞ (midigroove_poc.fad)."""
+its onsets with the grid's), both at ``eval_sr``, and (``codec_*``) with decode(true codes).
+``--add-oracle`` decodes the true codes, ``--add-random`` uniform random codes; ``--fad-fadtk``
+adds FAD / FAD∞ (midigroove_poc.fad); ``--save-wavs`` writes wavs + index.html (.listen)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class _EvalRun:
     rng: np.random.Generator
     eval_sr: int | None = None
     fad: Any = None  # a fad.FadCollector when FAD is asked for
+    listen: Any = None  # a listen.Listening when wavs + index.html are asked for
     codecs: dict[tuple, Any] = field(default_factory=dict)
     audio_cache: dict[tuple, np.ndarray] = field(default_factory=dict)
 
@@ -116,21 +118,47 @@ def _model_outputs(model: Any, item: dict[str, Any], features: str, device: str)
     return ref, logits, model_pred
 
 
-def _audio_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, Any], j: int,
-               name: str, kind: str, pred: np.ndarray, frames: int, row: dict[str, Any]) -> None:
-    """Decode ``pred``: audio metrics into ``row`` and/or the first ``save_preds`` windows as wav."""
-    import soundfile as sf
-
+def _decode(run: _EvalRun, meta: dict[str, Any], codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """(audio, sample rate) of ``codes`` [K, T] decoded by the cache's codec."""
     from workflow.codecs import Encoded
+
+    codec = run.codec_for(meta)
+    n = codes.shape[1] * codec.spec.hop_length
+    return codec.decode(Encoded([codes.astype(np.int16)], [None], n))[0], codec.spec.sample_rate
+
+
+@dataclass
+class _CodecRef:
+    """decode(true codes) of one window: the codec-domain reference, at the codec's rate and at eval_sr."""
+
+    audio: np.ndarray
+    sr: int
+    at_eval: np.ndarray | None
+
+
+def _codec_ref(run: _EvalRun, meta: dict[str, Any], codes: np.ndarray) -> _CodecRef:
+    from workflow import audio as A
+
+    audio, sr = _decode(run, meta, codes)
+    at_eval = A.resample(audio, sr, run.eval_sr or sr) if run.audio_metrics else None
+    return _CodecRef(audio, sr, at_eval)
+
+
+def _audio_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, Any], j: int, name: str,
+               kind: str, pred: np.ndarray, row: dict[str, Any], cref: _CodecRef | None) -> np.ndarray:
+    """Decode ``pred``: audio metrics into ``row`` and/or the first ``save_preds`` windows as wav.
+
+    With ``cref`` the same metrics against decode(true codes) join ``row`` as ``codec_*``.
+    Returns the decoded audio (at the codec's rate).
+    """
+    import soundfile as sf
 
     from . import metrics as M
 
     from workflow import audio as A
 
-    codec = run.codec_for(meta)
-    sr = codec.spec.sample_rate
-    n = frames * codec.spec.hop_length
-    audio = codec.decode(Encoded([pred.astype(np.int16)], [None], n))[0]
+    audio, sr = _decode(run, meta, pred)
+    n = audio.shape[-1]
     ref_audio = _window_audio(str(item["audio_path"]), float(item["start_s"]), n, sr, run.audio_cache)
     if run.fad is not None:
         kit = meta["kits"][int(item["kit_id"])] if "kits" in meta else str(int(item["kit_id"]))
@@ -139,21 +167,27 @@ def _audio_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, A
         eval_sr = run.eval_sr or sr
         ref_eval = _window_audio(str(item["audio_path"]), float(item["start_s"]), int(round(n * eval_sr / sr)),
                                  eval_sr, run.audio_cache)
-        row.update(M.audio_metrics(A.resample(audio, sr, eval_sr), ref_eval, eval_sr,
+        pred_eval = A.resample(audio, sr, eval_sr)
+        row.update(M.audio_metrics(pred_eval, ref_eval, eval_sr,
                                    ref_onsets=np.asarray(item["onsets"], dtype=np.float64)))
+        if cref is not None and cref.at_eval is not None:  # onsets: detected in decode(true codes)
+            row.update({f"codec_{k}": v for k, v in M.audio_metrics(pred_eval, cref.at_eval, eval_sr).items()})
     if run.wav_dir is not None and run.save_preds and j < run.save_preds:
         run.wav_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{name.replace(':', '_')}_{j:04d}"
         with atomic_path(run.wav_dir / f"{stem}.wav") as tmp:
-            sf.write(tmp, audio, codec.spec.sample_rate)
+            sf.write(tmp, audio, sr)
         if run.pred_include_ref and kind == "model":
             with atomic_path(run.wav_dir / f"ref_{s.name}_{j:04d}.wav") as tmp:
-                sf.write(tmp, ref_audio, codec.spec.sample_rate)
+                sf.write(tmp, ref_audio, sr)
+    return audio
 
 
 def _variant_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str, Any], j: int, name: str,
-                 kind: str, outputs: tuple[np.ndarray, Any, np.ndarray]) -> dict[str, Any]:
-    """The items.csv row of one window for one variant (model, oracle or random codes)."""
+                 kind: str, outputs: tuple[np.ndarray, Any, np.ndarray],
+                 cref: _CodecRef | None) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The items.csv row of one window for one variant (model, oracle or random codes), and its audio
+    when it was decoded."""
     from . import metrics as M
 
     ref, logits, model_pred = outputs
@@ -170,13 +204,26 @@ def _variant_row(run: _EvalRun, s: System, meta: dict[str, Any], item: dict[str,
         row[f"acc_k{k}"] = a
     if kind == "model":
         row.update(M.token_nll(logits[0].numpy(), ref))
-    if run.audio_metrics or run.fad is not None or (run.save_preds and j < run.save_preds):
-        _audio_row(run, s, meta, item, j, name, kind, pred, ref.shape[1], row)
+    audio = None
+    if run.audio_metrics or run.fad is not None or (run.save_preds and j < run.save_preds) \
+            or (run.listen is not None and kind != "oracle"):
+        audio = _audio_row(run, s, meta, item, j, name, kind, pred, row, cref)
     if run.pred_dir is not None and kind == "model":
         run.pred_dir.mkdir(parents=True, exist_ok=True)
         np.save(run.pred_dir / f"{s.name}_{item['row_key'].replace('/', '_')}_{int(item['window_index'])}.npy",
                 pred.astype(np.int16))
-    return row
+    return row, audio
+
+
+def _listen(run: _EvalRun, s: System, item: dict[str, Any], cref: _CodecRef,
+            heard: dict[str, tuple[dict[str, Any], np.ndarray | None]]) -> None:
+    """Hand one window's reference, oracle (decode of the true codes) and prediction to ``run.listen``."""
+    n = cref.audio.shape[-1]
+    ref = _window_audio(str(item["audio_path"]), float(item["start_s"]), n, cref.sr, run.audio_cache)
+    audios = {"reference": ref, "oracle": cref.audio, "prediction": heard["model"][1]}
+    if "random" in heard:
+        audios["random"] = heard["random"][1]
+    run.listen.add(s.name, str(item["row_key"]), int(item["window_index"]), cref.sr, audios, heard["model"][0])
 
 
 def _system_rows(run: _EvalRun, loaded: tuple, common: set | None, max_items: int | None) -> list[dict[str, Any]]:
@@ -195,7 +242,14 @@ def _system_rows(run: _EvalRun, loaded: tuple, common: set | None, max_items: in
     for j, i in enumerate(idx):
         item = fmt[i]
         outputs = _model_outputs(model, item, features, run.device)
-        rows.extend(_variant_row(run, s, meta, item, j, name, kind, outputs) for name, kind in variants)
+        # decode(true codes) of this very window: the codec-domain reference of every variant
+        cref = _codec_ref(run, meta, outputs[0]) if run.audio_metrics or run.listen is not None else None
+        heard = {}
+        for name, kind in variants:
+            heard[kind] = _variant_row(run, s, meta, item, j, name, kind, outputs, cref)
+            rows.append(heard[kind][0])
+        if run.listen is not None:
+            _listen(run, s, item, cref, heard)
     return rows
 
 
@@ -217,12 +271,16 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
              device: str = "cpu", decode_device: str = "cpu", audio_metrics: bool = False, add_oracle: bool = False,
              add_random: bool = False, save_preds: int = 0, pred_include_ref: bool = False,
              out_dir: Path | None = None, pred_dir: Path | None = None, seed: int = 0,
-             eval_sr: int | None = 32000, fad: Any = None) -> dict[str, Any]:
+             eval_sr: int | None = 32000, fad: Any = None, save_wavs: Path | None = None) -> dict[str, Any]:
     """Evaluate; writes ``summary.json`` and ``items.csv`` into ``out_dir`` when given.
 
     Audio metrics compare decoded and original audio both resampled to ``eval_sr`` (None: the
-    codec's rate). ``fad``: a :class:`fad.FadCollector`; its FAD / FAD∞ keys join each summary.
+    codec's rate), and (``codec_*`` keys) decoded audio with decode(true codes) of the same window.
+    ``fad``: a :class:`fad.FadCollector`; its FAD / FAD∞ keys join each summary. ``save_wavs``: a
+    folder for reference / oracle / prediction wavs of every window and ``index.html``.
     """
+    from .listen import Listening
+
     from . import metrics as M
 
     loaded = _load_systems(systems, split, device)
@@ -231,7 +289,8 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
     out_dir = Path(out_dir) if out_dir else None
     run = _EvalRun(device, decode_device, audio_metrics, save_preds, pred_include_ref, add_oracle, add_random,
                    wav_dir=(out_dir / "wavs") if out_dir else None, pred_dir=pred_dir,
-                   rng=np.random.default_rng(seed), eval_sr=eval_sr, fad=fad)
+                   rng=np.random.default_rng(seed), eval_sr=eval_sr, fad=fad,
+                   listen=Listening(Path(save_wavs)) if save_wavs is not None else None)
     rows: list[dict[str, Any]] = []
     for sys_loaded in loaded:
         rows.extend(_system_rows(run, sys_loaded, common, max_items))
@@ -245,7 +304,8 @@ def evaluate(systems: list[System], *, split: str = "test", intersection: bool =
             summaries[name].update(scores)
     if out_dir is not None:
         _write_results(out_dir, {"split": split, "eval_sr": eval_sr if audio_metrics else None}, summaries, rows)
-    return {"systems": summaries, "rows": rows}
+    index = run.listen.write_index(f"midigroove_poc eval: split {split}") if run.listen is not None else None
+    return {"systems": summaries, "rows": rows, "index_html": index}
 
 
 def _jsonable(x: Any) -> Any:
