@@ -33,6 +33,23 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ar-codebooks", action="store_true",
                    help="condition codebook k on codebooks < k of the same frame")
     g.add_argument("--logger", default="none", choices=("none", "auto", "wandb", "tensorboard"))
+    g.add_argument("--eval-max-batches", type=int, default=0,
+                   help="validate on the first N batches only (0: the whole validation split)")
+    g.add_argument("--metrics-out", type=Path, default=None,
+                   help="also write the metric history as CSV here (one row per evaluation)")
+    a = p.add_argument_group("model inputs (upstream's ablation flags; stored in the checkpoint)")
+    a.add_argument("--no-vel", action="store_true", help="drop the velocity columns (vel_*)")
+    a.add_argument("--no-sustain", action="store_true", help="drop the sustain columns (sustain_*)")
+    a.add_argument("--no-hh-cc4", action="store_true", help="drop the hi-hat CC4 openness column (hat_openness)")
+    a.add_argument("--include-sustain", action="store_true",
+                   help="keep the sustain columns (the default here; upstream left them out unless given)")
+    a.add_argument("--include-hh-cc4", action="store_true",
+                   help="keep the hi-hat CC4 column (the default here; upstream left it out unless given)")
+    k = a.add_mutually_exclusive_group()
+    k.add_argument("--use-kit-name", dest="use_kit_name", action="store_true", default=True,
+                   help="condition on the kit (the default)")
+    k.add_argument("--no-kit-name", dest="use_kit_name", action="store_false",
+                   help="do not tell the model the kit (every window gets kit id 0)")
 
 
 def _add_cache_args(p: argparse.ArgumentParser) -> None:
@@ -89,19 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check that the cache was built with this codec (encodec|dac|xcodec or a registry name)")
     t.add_argument("--seed", type=int, default=0)
     _add_model_args(t)
-    pr = eg_sub.add_parser("predict", help="decode a cached window's predicted codes to a wav")
-    pr.add_argument("--ckpt", type=Path, required=True)
-    pr.add_argument("--cache", type=Path, default=None,
-                    help="a cache folder or a --cache-dir holding one (default: the checkpoint's training cache)")
-    pr.add_argument("--out", type=Path, required=True, help="output wav")
-    pr.add_argument("--split", default="test")
-    pr.add_argument("--index", type=int, default=0)
-    pr.add_argument("--device", default="cpu")
-    pr.add_argument("--decode-device", default="cpu")
+    _add_predict_parser(eg_sub)
 
     ev = sub.add_parser("eval", help="token and audio metrics", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ev.add_argument("--system", action="append", default=[], metavar="NAME:CKPT:CACHE[:CODEC]",
                     help="repeatable; CODEC: encodec|dac|xcodec or a registry name (must be the cache's)")
+    ev.add_argument("--systems-file", action="append", default=[], type=Path, metavar="FILE",
+                    help="repeatable; one --system spec per line (# comments, blank lines skipped)")
     ev.add_argument("--eval-sr", type=int, default=32000, help="audio metrics resample both sides to this rate")
     ev.add_argument("--split", default="test")
     ev.add_argument("--intersection", action="store_true", help="only windows present in every system's cache")
@@ -113,17 +124,52 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--add-random", action="store_true", help="also score uniformly random codes")
     ev.add_argument("--pred-dir", type=Path, default=None, help="save predicted codes (.npy) here")
     ev.add_argument("--pred-include-ref", action="store_true", help="with --save-preds, also write reference wavs")
-    ev.add_argument("--save-preds", type=int, default=0, metavar="N", help="write the first N predictions as wavs")
+    ev.add_argument("--save-preds", type=int, default=0, metavar="N",
+                    help="write the first N predictions of each system as wavs under OUT_DIR/wavs (-1: all)")
+    ev.add_argument("--keep-preds", action="store_true",
+                    help="keep the --save-preds wavs (always kept here; upstream deleted them unless given)")
     ev.add_argument("--out-dir", type=Path, default=Path("eval_out"))
     ev.add_argument("--seed", type=int, default=0, help="random codes and FAD∞ subsets")
     g = ev.add_argument_group("FAD (Fréchet Audio Distance, and FAD∞, against the real windows)")
     g.add_argument("--fad-fadtk", action="store_true", help="compute FAD / FAD∞ of every variant")
+    g.add_argument("--fad", dest="fad_fadtk", action="store_true", help="the same as --fad-fadtk (upstream's older name)")
+    g.add_argument("--fadtk-device", default=None, help="device of the fadtk embedding model (default: fadtk's)")
     g.add_argument("--fadtk-model", default="clap-laion-music",
                    help="a fadtk model (needs: pip install fadtk), or logmel-stats (offline, not CLAP)")
     g.add_argument("--fadtk-per-kit", action="store_true", help="also FAD per kit (keys suffixed [kit])")
+    g.add_argument("--fadtk-per-kit-out", type=Path, default=None,
+                   help="per-kit FAD CSV (default OUT_DIR/fadtk_per_kit.csv; a relative path is inside OUT_DIR)")
     g.add_argument("--fad-stats-dir", type=Path, default=None,
                    help="reference statistics cache (default: OUT_DIR/fad_ref_stats)")
+    g.add_argument("--fadtk-ref-stats-out", type=Path, default=None,
+                   help="also write the reference statistics used (mu/cov/n per system and kit) to this .npz")
     return p
+
+
+def _add_predict_parser(eg_sub) -> None:
+    pr = eg_sub.add_parser("predict", help="predict codes for a MIDI file, a grid .npz or a cached window; "
+                           "decode them to a wav")
+    pr.add_argument("--ckpt", type=Path, required=True)
+    src = pr.add_mutually_exclusive_group()
+    src.add_argument("--midi", type=Path, default=None, help="a drum MIDI file (its grid is built like the cache's)")
+    src.add_argument("--npz", type=Path, default=None,
+                     help="an .npz with grid [T, F] in the cache's column order (+ optional drummer_id/kit_id/style_id)")
+    pr.add_argument("--cache", type=Path, default=None,
+                    help="without --midi/--npz: a cache folder or a --cache-dir holding one (default: the "
+                         "checkpoint's training cache)")
+    pr.add_argument("--split", default="test", help="the cached window's split (without --midi/--npz)")
+    pr.add_argument("--index", type=int, default=0, help="the cached window's row (without --midi/--npz)")
+    pr.add_argument("--bpm", type=float, default=None, help="with --midi: tempo (default: the file's first)")
+    for key in ("drummer", "kit", "style"):
+        pr.add_argument(f"--{key}", default=None, help=f"with --midi: the {key} name (default: the cache's first)")
+    pr.add_argument("--out", type=Path, required=True, help="output wav")
+    pr.add_argument("--out-codes", type=Path, default=None, help="also save the codes int16 [K, T] as .npy")
+    pr.add_argument("--sample", action="store_true", help="sample the codes instead of taking the most likely")
+    pr.add_argument("--temperature", type=float, default=1.0, help="with --sample")
+    pr.add_argument("--topk", type=int, default=0, help="with --sample: only the K most likely tokens (0: all)")
+    pr.add_argument("--seed", type=int, default=0, help="with --sample")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--decode-device", default="cpu")
 
 
 def _rows(args: argparse.Namespace):
@@ -156,8 +202,22 @@ def _cache_config(args: argparse.Namespace):
                        kit_exclude=split(args.kit_category_exclude), max_rows=args.max_rows)
 
 
+def _inputs(args: argparse.Namespace):
+    from workflow.errors import UsageError
+
+    from .inputs import InputSpec
+
+    for lane in ("sustain", "hh_cc4"):
+        if getattr(args, f"no_{lane}") and getattr(args, f"include_{lane}"):
+            flag = lane.replace("_", "-")
+            raise UsageError(f"--no-{flag} and --include-{flag} contradict each other; give one")
+    return InputSpec(vel=not args.no_vel, sustain=not args.no_sustain, hh_cc4=not args.no_hh_cc4,
+                     kit=args.use_kit_name)
+
+
 def _train_kwargs(args: argparse.Namespace) -> dict:
-    return dict(device=args.device, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    return dict(inputs=_inputs(args), eval_max_batches=args.eval_max_batches, metrics_out=args.metrics_out,
+                device=args.device, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                 warmup_steps=args.warmup_steps, log_every=args.log_every, eval_every=args.eval_every,
                 early_stop_steps=args.early_stop_steps, d_model=args.d_model, n_layers=args.n_layers,
                 n_heads=args.n_heads, dropout=args.dropout, ar_codebooks=args.ar_codebooks, seed=args.seed,
@@ -178,69 +238,126 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.group == "drumgrid":
-        from .cache import build_cache
-        from .train import train_model
-
-        cfg = _cache_config(args)
-        path = build_cache(_rows(args), cfg, args.cache_dir, num_workers=args.num_workers,
-                           encode_device=args.encode_device, progress=not args.no_progress)
-        print(f"cache: {path}")
-        if args.precache_only:
-            return 0
-        summary = train_model(path, args.save, features="drumgrid", **_train_kwargs(args))
-        print(f"drumgrid baseline: best val loss {summary.get('best_val_loss')} → {args.save}")
-        return 0
+        return _drumgrid(args)
     if args.group == "expressivegrid" and args.cmd == "train":
-        from .cache import codec_name, load_cache, resolve_cache
-        from .train import train_model
-
-        args.cache = resolve_cache(args.cache)
-        _, meta = load_cache(args.cache)
-        if args.encoder_model and codec_name(args.encoder_model) != meta["codec"]:
-            raise UsageError(f"{args.cache} was built with {meta['codec']}, not {args.encoder_model} "
-                             f"({codec_name(args.encoder_model)}); drop --encoder-model or pass the matching cache")
-        summary = train_model(args.cache, args.save, features="grid", **_train_kwargs(args))
-        print(f"expressivegrid: best val loss {summary.get('best_val_loss')} → {args.save}")
-        return 0
+        return _train(args)
     if args.group == "expressivegrid" and args.cmd == "predict":
-        from .train import load_model, predict_to_wav
-
-        cache = args.cache
-        if cache is None:
-            _, info = load_model(args.ckpt)
-            cache = info.get("cache_path")
-            if not cache:
-                raise UsageError("this checkpoint does not name its cache; pass --cache")
-        from .cache import resolve_cache
-
-        out = predict_to_wav(args.ckpt, resolve_cache(cache), args.out, split=args.split, index=args.index,
-                             device=args.device, decode_device=args.decode_device)
-        print(f"wrote {out or args.out}")
-        return 0
+        return _predict(args)
     if args.group == "eval":
-        from . import metrics as M
-        from .evaluate import System, evaluate
-
-        fad = None
-        if args.fad_fadtk:
-            from .fad import FadCollector, get_embedder
-
-            label, embed = get_embedder(args.fadtk_model)
-            fad = FadCollector(label, embed, args.fad_stats_dir or args.out_dir / "fad_ref_stats",
-                               per_kit=args.fadtk_per_kit, seed=args.seed)
-        res = evaluate([System.parse(s) for s in args.system], split=args.split, intersection=args.intersection,
-                       max_items=args.max_items, device=args.device, decode_device=args.decode_device,
-                       audio_metrics=args.audio_metrics, add_oracle=args.add_oracle, add_random=args.add_random,
-                       save_preds=args.save_preds, pred_include_ref=args.pred_include_ref, out_dir=args.out_dir,
-                       pred_dir=args.pred_dir, eval_sr=args.eval_sr, seed=args.seed, fad=fad)
-        keys = ["items", "acc", "nll", "ppl"] + (["spectral_convergence", "log_mel_l1", "rms_env_corr", "onset_f1"]
-                                                 if args.audio_metrics else [])
-        if fad is not None:  # every FAD key names its embedder, e.g. fad_fadtk-clap-laion-music[Pop Kit]
-            keys += list(dict.fromkeys(k for v in res["systems"].values() for k in v if k.startswith("fad_")))
-        print(M.format_table(res["systems"], keys))
-        print(f"summary: {args.out_dir / 'summary.json'}")
-        return 0
+        return _eval(args)
     raise UsageError("unknown command")
+
+
+def _drumgrid(args: argparse.Namespace) -> int:
+    from .cache import build_cache
+    from .train import train_model
+
+    cfg = _cache_config(args)
+    kwargs = _train_kwargs(args)  # checks the flags before the (long) cache build
+    path = build_cache(_rows(args), cfg, args.cache_dir, num_workers=args.num_workers,
+                       encode_device=args.encode_device, progress=not args.no_progress)
+    print(f"cache: {path}")
+    if args.precache_only:
+        return 0
+    summary = train_model(path, args.save, features="drumgrid", **kwargs)
+    print(f"drumgrid baseline: best val loss {summary.get('best_val_loss')} → {args.save}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from workflow.errors import UsageError
+
+    from .cache import codec_name, load_cache, resolve_cache
+    from .train import train_model
+
+    args.cache = resolve_cache(args.cache)
+    _, meta = load_cache(args.cache)
+    if args.encoder_model and codec_name(args.encoder_model) != meta["codec"]:
+        raise UsageError(f"{args.cache} was built with {meta['codec']}, not {args.encoder_model} "
+                         f"({codec_name(args.encoder_model)}); drop --encoder-model or pass the matching cache")
+    summary = train_model(args.cache, args.save, features="grid", **_train_kwargs(args))
+    print(f"expressivegrid: best val loss {summary.get('best_val_loss')} → {args.save}")
+    if args.metrics_out:
+        print(f"metrics: {args.metrics_out}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from workflow.files import atomic_path
+
+    from . import predict as P
+    from .cache import resolve_cache
+    from .train import load_model
+
+    sampler = P.Sampler(args.temperature, args.topk, args.seed) if args.sample else None
+    model, info = load_model(args.ckpt, args.device)
+    meta = info.get("cache_meta") or {}
+    if args.midi is not None or args.npz is not None:
+        if args.midi is not None:
+            grid = P.grid_from_midi(args.midi, float(meta["fps"]), info["features"], bpm=args.bpm)
+            ids = P.ids_by_name(meta, drummer=args.drummer, kit=args.kit, style=args.style)
+        else:
+            grid, ids = P.grid_from_npz(args.npz)
+        codes = P.predict_grid(model, info, grid, ids, device=args.device, sampler=sampler)
+        P.decode_to_wav(meta, codes, args.out, args.decode_device, where=str(args.ckpt))
+    else:
+        cache = args.cache or info.get("cache_path")
+        if not cache:
+            from workflow.errors import UsageError
+            raise UsageError("this checkpoint does not name its cache; pass --cache, --midi or --npz")
+        cache = resolve_cache(cache)
+        codes = P.predict_split(model, info, cache, args.split, [args.index], args.device, sampler=sampler)[0]
+        P.decode_to_wav(P._read_cache(cache)[1], codes, args.out, args.decode_device, where=str(cache))
+    if args.out_codes is not None:
+        with atomic_path(args.out_codes) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, codes)
+    print(f"wrote {args.out} ({codes.shape[0]} codebooks x {codes.shape[1]} frames"
+          f"{', sampled' if sampler else ''})")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from . import metrics as M
+    from .evaluate import System, evaluate, read_systems_file
+
+    fad = None
+    if args.fad_fadtk:
+        from .fad import FadCollector, get_embedder
+
+        label, embed = get_embedder(args.fadtk_model, args.fadtk_device)
+        fad = FadCollector(label, embed, args.fad_stats_dir or args.out_dir / "fad_ref_stats",
+                           per_kit=args.fadtk_per_kit, seed=args.seed)
+    specs = list(args.system) + [s for f in args.systems_file for s in read_systems_file(f)]
+    res = evaluate([System.parse(s) for s in specs], split=args.split, intersection=args.intersection,
+                   max_items=args.max_items, device=args.device, decode_device=args.decode_device,
+                   audio_metrics=args.audio_metrics, add_oracle=args.add_oracle, add_random=args.add_random,
+                   save_preds=sys.maxsize if args.save_preds < 0 else args.save_preds,
+                   pred_include_ref=args.pred_include_ref, out_dir=args.out_dir,
+                   pred_dir=args.pred_dir, eval_sr=args.eval_sr, seed=args.seed, fad=fad)
+    keys = ["items", "acc", "nll", "ppl"] + (["spectral_convergence", "log_mel_l1", "rms_env_corr", "onset_f1"]
+                                             if args.audio_metrics else [])
+    if fad is not None:  # every FAD key names its embedder, e.g. fad_fadtk-clap-laion-music[Pop Kit]
+        keys += list(dict.fromkeys(k for v in res["systems"].values() for k in v if k.startswith("fad_")))
+    print(M.format_table(res["systems"], keys))
+    print(f"summary: {args.out_dir / 'summary.json'}")
+    if fad is not None:
+        _fad_outputs(args, fad, res["systems"])
+    return 0
+
+
+def _fad_outputs(args: argparse.Namespace, fad, summaries: dict) -> None:
+    """--fadtk-per-kit's CSV and --fadtk-ref-stats-out's .npz."""
+    from .fad import write_per_kit_csv
+
+    if args.fadtk_per_kit:
+        out = args.fadtk_per_kit_out or Path("fadtk_per_kit.csv")
+        out = out if out.is_absolute() else args.out_dir / out
+        print(f"per-kit FAD: {write_per_kit_csv(out, summaries, fad.label)}")
+    if args.fadtk_ref_stats_out is not None:
+        print(f"FAD reference statistics: {fad.save_ref_stats(args.fadtk_ref_stats_out)}")
 
 
 def cli() -> None:
