@@ -33,6 +33,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ar-codebooks", action="store_true",
                    help="condition codebook k on codebooks < k of the same frame")
     g.add_argument("--logger", default="none", choices=("none", "auto", "wandb", "tensorboard"))
+    g.add_argument("--epochs", type=float, default=None,
+                   help="train this many passes over the training split instead of --steps (validating once "
+                        "per epoch)")
+    g.add_argument("--early-stop-patience", type=int, default=None,
+                   help="with --epochs: stop after this many epochs without a better validation loss")
     g.add_argument("--eval-max-batches", type=int, default=0,
                    help="validate on the first N batches only (0: the whole validation split)")
     g.add_argument("--metrics-out", type=Path, default=None,
@@ -58,6 +63,13 @@ def _add_cache_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-csv", type=Path, default=None,
                    help="E-GMD CSV (default: $EGMD_CSV); its split column is used unless --val-csv is given")
     g.add_argument("--val-csv", type=Path, default=None, help="a second CSV whose rows become the validation split")
+    g.add_argument("--train-split", default=None,
+                   help="the split value of the CSV whose rows train (default: train; with --val-csv: all rows)")
+    g.add_argument("--val-split", default=None,
+                   help="the split value whose rows validate (default: validation; with --val-csv: all its rows)")
+    g.add_argument("--stratify-clips", action="store_true",
+                   help="accepted for upstream's commands; no effect: upstream stratified only a "
+                        "--target-train-clips subsample, and this package keeps every window")
     g.add_argument("--dataset-root", type=Path, default=None, help="E-GMD folder (default: $EGMD_ROOT or the CSV's)")
     g.add_argument("--encoder-model", choices=("encodec", "dac", "xcodec"), default="encodec",
                    help="the upstream study's codecs: encodec = encodec_32khz (4 codebooks x 50 fps), "
@@ -132,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="random codes and FAD∞ subsets")
     g = ev.add_argument_group("FAD (Fréchet Audio Distance, and FAD∞, against the real windows)")
     g.add_argument("--fad-fadtk", action="store_true", help="compute FAD / FAD∞ of every variant")
-    g.add_argument("--fad", dest="fad_fadtk", action="store_true", help="the same as --fad-fadtk (upstream's older name)")
+    g.add_argument("--fad", dest="fad_fadtk", action="store_true",
+                   help="the same as --fad-fadtk (upstream's older name)")
     g.add_argument("--fadtk-device", default=None, help="device of the fadtk embedding model (default: fadtk's)")
     g.add_argument("--fadtk-model", default="clap-laion-music",
                    help="a fadtk model (needs: pip install fadtk), or logmel-stats (offline, not CLAP)")
@@ -153,7 +166,8 @@ def _add_predict_parser(eg_sub) -> None:
     src = pr.add_mutually_exclusive_group()
     src.add_argument("--midi", type=Path, default=None, help="a drum MIDI file (its grid is built like the cache's)")
     src.add_argument("--npz", type=Path, default=None,
-                     help="an .npz with grid [T, F] in the cache's column order (+ optional drummer_id/kit_id/style_id)")
+                     help="an .npz with grid [T, F] in the cache's column order (+ optional "
+                          "drummer_id / kit_id / style_id)")
     pr.add_argument("--cache", type=Path, default=None,
                     help="without --midi/--npz: a cache folder or a --cache-dir holding one (default: the "
                          "checkpoint's training cache)")
@@ -173,6 +187,9 @@ def _add_predict_parser(eg_sub) -> None:
 
 
 def _rows(args: argparse.Namespace):
+    """The E-GMD rows with the splits that train / validate / test, per --train-split / --val-split."""
+    from dataclasses import replace
+
     from workflow.errors import UsageError
 
     from .egmd import read_egmd_csv
@@ -182,10 +199,16 @@ def _rows(args: argparse.Namespace):
     if csv_path is None:
         raise UsageError("give the E-GMD CSV: --train-csv PATH or set EGMD_CSV (and --dataset-root / EGMD_ROOT)")
     rows = read_egmd_csv(csv_path, root)
-    if args.val_csv is not None:
-        from dataclasses import replace
-        rows = [replace(r, split="train") for r in rows] + \
-               [replace(r, split="validation") for r in read_egmd_csv(args.val_csv, root)]
+    if args.val_csv is not None:  # each CSV filtered by its split value when one is given
+        val = read_egmd_csv(args.val_csv, root)
+        return [replace(r, split="train") for r in rows if args.train_split in (None, r.split)] + \
+               [replace(r, split="validation") for r in val if args.val_split in (None, r.split)]
+    names = {args.train_split or "train": "train", args.val_split or "validation": "validation"}
+    if len(names) < 2:
+        raise UsageError(f"--train-split and --val-split are both {args.train_split!r}; give two splits")
+    if set(names) != {"train", "validation"}:  # a displaced standard split is evaluated, not trained on
+        rows = [replace(r, split=names.get(r.split, "test" if r.split in ("train", "validation") else r.split))
+                for r in rows]
     return rows
 
 
@@ -199,7 +222,16 @@ def _cache_config(args: argparse.Namespace):
     return CacheConfig(codec=codec, weights=args.weights, bandwidth=bw,
                        beats_per_chunk=args.beats_per_chunk, hop_beats=args.hop_beats,
                        beat_type_only=args.beat_type_only, kit_include=split(args.kit_category_only),
-                       kit_exclude=split(args.kit_category_exclude), max_rows=args.max_rows)
+                       kit_exclude=split(args.kit_category_exclude), max_rows=args.max_rows,
+                       splits=_splits_key(args))
+
+
+def _splits_key(args: argparse.Namespace) -> str | None:
+    """How --train-split / --val-split / --val-csv chose the splits (part of the cache name), or None."""
+    if args.val_csv is None and args.train_split in (None, "train") and args.val_split in (None, "validation"):
+        return None  # the CSV's own split column
+    val_csv = f" val_csv={Path(args.val_csv).resolve()}" if args.val_csv is not None else ""
+    return f"train={args.train_split or '*'} validation={args.val_split or '*'}{val_csv}"
 
 
 def _inputs(args: argparse.Namespace):
@@ -213,6 +245,25 @@ def _inputs(args: argparse.Namespace):
             raise UsageError(f"--no-{flag} and --include-{flag} contradict each other; give one")
     return InputSpec(vel=not args.no_vel, sustain=not args.no_sustain, hh_cc4=not args.no_hh_cc4,
                      kit=args.use_kit_name)
+
+
+def _per_epoch(args: argparse.Namespace, kwargs: dict, cache: Path) -> dict:
+    """--epochs / --early-stop-patience in steps: one epoch = ceil(train rows / batch size) steps."""
+    from workflow.errors import UsageError
+
+    from .cache import load_cache
+
+    if args.epochs is None:
+        if args.early_stop_patience is not None:
+            raise UsageError("--early-stop-patience counts epochs: give it with --epochs (or use --early-stop-steps)")
+        return kwargs
+    if not args.epochs > 0:
+        raise UsageError(f"--epochs must be > 0, got {args.epochs}")
+    per_epoch = max(1, -(-len(load_cache(cache)[0]["train"]) // args.batch_size))
+    kwargs = dict(kwargs, steps=max(1, round(args.epochs * per_epoch)), eval_every=per_epoch)
+    if args.early_stop_patience is not None:
+        kwargs["early_stop_steps"] = args.early_stop_patience * per_epoch
+    return kwargs
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict:
@@ -259,7 +310,7 @@ def _drumgrid(args: argparse.Namespace) -> int:
     print(f"cache: {path}")
     if args.precache_only:
         return 0
-    summary = train_model(path, args.save, features="drumgrid", **kwargs)
+    summary = train_model(path, args.save, features="drumgrid", **_per_epoch(args, kwargs, path))
     print(f"drumgrid baseline: best val loss {summary.get('best_val_loss')} → {args.save}")
     return 0
 
@@ -275,7 +326,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.encoder_model and codec_name(args.encoder_model) != meta["codec"]:
         raise UsageError(f"{args.cache} was built with {meta['codec']}, not {args.encoder_model} "
                          f"({codec_name(args.encoder_model)}); drop --encoder-model or pass the matching cache")
-    summary = train_model(args.cache, args.save, features="grid", **_train_kwargs(args))
+    summary = train_model(args.cache, args.save, features="grid", **_per_epoch(args, _train_kwargs(args), args.cache))
     print(f"expressivegrid: best val loss {summary.get('best_val_loss')} → {args.save}")
     if args.metrics_out:
         print(f"metrics: {args.metrics_out}")

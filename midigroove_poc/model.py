@@ -323,7 +323,8 @@ def load_model(ckpt_path: Path | str, device: str | torch.device = "cpu"
     ``<stem>_last.pt`` checkpoints beside it. ``info`` holds ``features`` (``"grid"`` or
     ``"drumgrid"``), ``config`` (the model constructor arguments), ``cache_meta`` (the training
     cache's ``cache_meta.json``: codec, weights, bandwidth, fps, vocabularies, ...),
-    ``cache_path``, ``feature_names``, ``inputs`` (the ablations), ``train_args``, ``step`` (optimizer step of these weights),
+    ``cache_path``, ``feature_names``, ``inputs`` (the ablations), ``train_args``,
+    ``step`` (optimizer step of these weights),
     ``score`` (the monitored loss there), ``val_loss``, ``metrics`` (that evaluation), ``path``.
     """
     path = Path(ckpt_path)

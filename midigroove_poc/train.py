@@ -268,12 +268,8 @@ def train_model(
     num_workers: int = 0,
     grad_clip: float = 1.0,
     logger: str = "none",
-    amp: bool = True,
-    eval_batch_size: int | None = None,
-    progress: bool = True,
-    inputs: InputSpec | None = None,
-    eval_max_batches: int | None = None,
-    metrics_out: Path | str | None = None,
+    amp: bool = True, eval_batch_size: int | None = None, progress: bool = True,
+    inputs: InputSpec | None = None, eval_max_batches: int | None = None, metrics_out: Path | str | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`GridToCodes` on ``cache_path`` and write ``save_path`` (the best model).
 
@@ -284,9 +280,8 @@ def train_model(
     ``"auto"`` (files under ``<save_path folder>/logs``). Without a validation split the training
     loss (mean since the last evaluation) picks the best checkpoint instead. Returns the summary
     also written to ``<stem>_summary.json`` (paths, best step, best/final metrics, history).
-    ``inputs``: ablations (grid columns dropped, kit hidden), stored in the checkpoint.
-    ``eval_max_batches``: validate on the first N batches only (None / 0: all). ``metrics_out``:
-    also write the history as CSV there (one row per evaluation).
+    ``inputs``: ablations, stored in the checkpoint. ``eval_max_batches``: validate on the first N
+    batches only (None / 0: all). ``metrics_out``: also the history as CSV, one row per evaluation.
     """
     t_start = time.perf_counter()
     _check_args(features, steps=steps, batch_size=batch_size, eval_every=eval_every,
@@ -294,14 +289,12 @@ def train_model(
                 early_stop_steps=early_stop_steps)
     train_args = _plain_args(locals())
     cache_path, save_path = Path(cache_path), Path(save_path)
-    paths = checkpoint_paths(save_path)
-    model_name = save_path.stem
+    paths, model_name = checkpoint_paths(save_path), save_path.stem
 
     info, dev, started_here = _join_distributed(device)
     try:
         seed_everything(seed)
-        inputs = inputs or InputSpec()
-        data = _load_data(cache_path, features, inputs)
+        data = _load_data(cache_path, features, inputs or InputSpec())
         st = _build_state(data, dev, info, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                           dropout=dropout, ar_codebooks=ar_codebooks, lr=lr, weight_decay=weight_decay,
                           warmup_steps=warmup_steps, steps=steps, eval_every=eval_every,
@@ -317,7 +310,7 @@ def train_model(
             base_meta={"kind": MODEL_KIND, "features": features, "model_config": dict(st.model.config),
                        "cache_meta": data.meta, "cache_path": str(cache_path.resolve()),
                        "feature_names": data.train.feature_names, "train_args": train_args,
-                       "inputs": inputs.as_dict()})
+                       "inputs": data.train.inputs.as_dict()})
         _open_outputs(run, logger, train_args)
         log.info("training %s (%d parameters, features=%s, ar_codebooks=%s) on %s x%d: %d train / "
                  "%d validation rows, %d steps", model_name, st.n_params, features, ar_codebooks, dev,
@@ -325,9 +318,7 @@ def train_model(
         _train_loop(run, st, progress)
         summary = _summary(run, st, features, ar_codebooks)
         if info.is_main:
-            _write_outputs(run, summary, save_path, t_start)
-            if metrics_out is not None:
-                write_metrics_csv(metrics_out, summary["history"], st.tracker.state_dict().get("epochs", {}))
+            _write_outputs(run, summary, save_path, t_start, metrics_out, st.tracker.state_dict()["epochs"])
         info.barrier()
         summary.setdefault("seconds", round(time.perf_counter() - t_start, 3))
         return summary
@@ -365,9 +356,13 @@ def _plain_args(args: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in plain.items()}
 
 
-def _write_outputs(run: _Run, summary: dict[str, Any], save_path: Path, t_start: float) -> None:
-    """Main process: the slim final model at ``save_path`` and ``<stem>_summary.json``."""
+def _write_outputs(run: _Run, summary: dict[str, Any], save_path: Path, t_start: float,
+                   metrics_out: Path | str | None, steps: dict[str, list[int]]) -> None:
+    """Main process: the slim final model at ``save_path``, ``<stem>_summary.json`` and the
+    ``metrics_out`` CSV (``steps``: the evaluation step of each history value)."""
     _write_final(run.paths["best"], run.paths["last"], save_path)
+    if metrics_out is not None:
+        write_metrics_csv(metrics_out, summary["history"], steps)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     atomic_write_text(run.paths["summary"], json.dumps(summary, indent=1, default=str) + "\n")
     log.info("%s: best %s=%.6g at step %s; model written to %s", run.model_name, run.monitor,

@@ -239,3 +239,35 @@ def test_predict_from_midi_npz_and_sampling(seed_run, mini_egmd) -> None:
     assert np.array_equal(np.load(seed_run / "w.npy"), np.load(seed_run / "c.npy"))  # same window, same codes
     np.savez(seed_run / "bad.npz", x=np.zeros(3))
     assert run_cli(main, _argv(f"expressivegrid predict --ckpt {CKPT} --npz bad.npz --out b.wav")) == 2
+
+
+def test_oldest_notes_split_flags(mini_egmd) -> None:
+    """The oldest notes.txt: --train-csv X --val-csv X --train-split train --val-split validation
+    --stratify-clips takes each CSV's own split (not every row twice), and names its own cache."""
+    from midigroove_poc.__main__ import _cache_config, _rows, build_parser
+
+    csv_path = str(mini_egmd["csv"])
+    base = ["drumgrid", "train", "--train-csv", csv_path, "--dataset-root", str(mini_egmd["root"])]
+    old = build_parser().parse_args(base + ["--val-csv", csv_path, "--train-split", "train",
+                                            "--val-split", "validation", "--stratify-clips"])
+    want = [(r.key, r.split) for r in mini_egmd["rows"] if r.split in ("train", "validation")]
+    assert sorted((r.key, r.split) for r in _rows(old)) == sorted(want)
+    swapped = build_parser().parse_args(base + ["--val-split", "test"])
+    got = {r.key: r.split for r in _rows(swapped)}
+    assert {got[r.key] for r in mini_egmd["rows"] if r.split == "test"} == {"validation"}
+    assert {got[r.key] for r in mini_egmd["rows"] if r.split == "validation"} == {"test"}
+    plain = build_parser().parse_args(base)
+    assert _cache_config(plain).splits is None  # the CSV's own splits: the cache name is unchanged
+    assert len({_cache_config(a).name for a in (plain, old, swapped)}) == 3
+
+
+def test_epochs_and_patience(seed_run) -> None:
+    from midigroove_poc.model import load_model
+
+    argv = _argv("expressivegrid train --cache cache/encodec_acoustic --device cpu --save ep.pt "
+                 "--epochs 2 --early-stop-patience 7 --batch-size 16 --d-model 32 --n-layers 1 --n-heads 2")
+    assert run_cli(main, argv) == 0
+    args = load_model(seed_run / "ep.pt")[1]["train_args"]
+    assert (args["steps"], args["eval_every"], args["early_stop_steps"]) == (2, 1, 7)  # 6 rows: 1 step/epoch
+    assert run_cli(main, _argv("expressivegrid train --cache cache/encodec_acoustic --save x.pt "
+                               "--early-stop-patience 3")) == 2
