@@ -2,9 +2,9 @@
 
 Commands: ``drumgrid train`` (build the cache; train the quantised-grid baseline unless
 --precache-only), ``expressivegrid train`` (the Transformer on the expressive grid),
-``expressivegrid predict`` (a cached window's predicted codes → wav), ``eval`` (token and audio
-metrics of systems, + oracle / random). The full walk-through with every step: README.md,
-"midigroove_poc".
+``expressivegrid predict`` (codes for a MIDI file, a grid .npz or a cached window → wav),
+``eval`` (token and audio metrics of systems, + oracle / random). Every step and upstream's
+flags: README.md, "midigroove_poc".
 """
 
 from __future__ import annotations

@@ -402,6 +402,9 @@ def _load_data(cache_path: Path, features: str, inputs: InputSpec) -> _Data:
     """Open and check the train / validation splits of ``cache_path`` (as ``inputs`` shows them)."""
     dsd, meta = _read_cache(cache_path)
     train_ds = CacheDataset(cache_path, "train", features, inputs)
+    for group, keep in inputs.as_dict().items():
+        if not keep and group != "kit" and not InputSpec(**{group: False}).dropped(train_ds.all_feature_names):
+            log.warning("--no-%s: the %s grid has no such columns; nothing dropped", group.replace("_", "-"), features)
     if len(train_ds) == 0:
         raise CacheFormatError(f"cache {cache_path} has an empty 'train' split; nothing to train on")
     val_ds = CacheDataset(cache_path, "validation", features, inputs) \

@@ -271,3 +271,17 @@ def test_epochs_and_patience(seed_run) -> None:
     assert (args["steps"], args["eval_every"], args["early_stop_steps"]) == (2, 1, 7)  # 6 rows: 1 step/epoch
     assert run_cli(main, _argv("expressivegrid train --cache cache/encodec_acoustic --save x.pt "
                                "--early-stop-patience 3")) == 2
+
+
+def test_input_spec_columns_of_both_grids() -> None:
+    from midigroove_poc.grid import DRUM_GRID_FEATURES, EXPRESSIVE_FEATURES
+    from midigroove_poc.inputs import InputSpec
+
+    assert InputSpec(vel=False).dropped(DRUM_GRID_FEATURES) == [n for n in DRUM_GRID_FEATURES if n.startswith("vel_")]
+    assert InputSpec(sustain=False, hh_cc4=False).dropped(DRUM_GRID_FEATURES) == []
+    assert InputSpec(hh_cc4=False).dropped(EXPRESSIVE_FEATURES) == ["hat_openness"]
+    grid = np.arange(2 * len(EXPRESSIVE_FEATURES), dtype=np.float32).reshape(2, -1)
+    out = InputSpec(sustain=False).select(grid, EXPRESSIVE_FEATURES)
+    assert out.shape == (2, len(EXPRESSIVE_FEATURES) - 4) and "sustain_crash" not in InputSpec(sustain=False).kept_names(
+        EXPRESSIVE_FEATURES)
+    assert InputSpec.from_dict(None) == InputSpec() and InputSpec.from_dict({"vel": False, "x": 1}) == InputSpec(vel=False)
