@@ -54,9 +54,11 @@ class CacheConfig:
     kit_include: tuple[str, ...] = ()
     kit_exclude: tuple[str, ...] = ()
     max_rows: int | None = None
+    splits: str | None = None  # which CSV rows train / validate, when not the CSV's own split column
 
     def config_hash(self) -> str:
-        blob = json.dumps({"v": FORMAT_VERSION, **asdict(self)}, sort_keys=True, default=list)
+        fields = {k: v for k, v in asdict(self).items() if not (k == "splits" and v is None)}  # older names stay
+        blob = json.dumps({"v": FORMAT_VERSION, **fields}, sort_keys=True, default=list)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     @property

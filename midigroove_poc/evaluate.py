@@ -39,6 +39,15 @@ class System:
         return cls(parts[0], Path(parts[1]), Path(parts[2]), parts[3] if len(parts) == 4 else None)
 
 
+def read_systems_file(path: Path | str) -> list[str]:
+    """The ``--system`` specs of a systems file: one per line; blank lines and ``#`` comments skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--systems-file {path} does not exist; write one name:ckpt:cache[:codec] per line")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def _window_audio(path: str, start_s: float, n: int, sr: int, cache: dict) -> np.ndarray:
     from workflow import audio as A
 
@@ -103,13 +112,17 @@ def _load_systems(systems: list[System], split: str, device: str) -> list[tuple]
     return loaded
 
 
-def _model_outputs(model: Any, item: dict[str, Any], features: str, device: str) -> tuple[np.ndarray, Any, np.ndarray]:
-    """(reference codes, teacher-forced logits, the model's own prediction) for one window."""
+def _model_outputs(model: Any, item: dict[str, Any], features: str, device: str,
+                   inputs: tuple[Any, list[str]]) -> tuple[np.ndarray, Any, np.ndarray]:
+    """(reference codes, teacher-forced logits, the model's own prediction) for one window, shown
+    to the model as in training (``inputs``: its InputSpec ablations and the cache's column names)."""
     import torch
 
+    spec, names = inputs
     ref = item["codes"].astype(np.int64)
-    grid = torch.from_numpy(item[features].astype(np.float32))[None].to(device)
+    grid = torch.from_numpy(spec.select(item[features].astype(np.float32), names))[None].to(device)
     ids = [torch.tensor([int(item[k])], device=device) for k in ("drummer_id", "kit_id", "style_id")]
+    ids[1] = spec.kit_ids(ids[1])
     with torch.no_grad():
         # Teacher-forced logits give the NLL (identical to plain logits for the
         # non-autoregressive model); predictions come from the model's own decoding.
@@ -228,8 +241,12 @@ def _listen(run: _EvalRun, s: System, item: dict[str, Any], cref: _CodecRef,
 
 def _system_rows(run: _EvalRun, loaded: tuple, common: set | None, max_items: int | None) -> list[dict[str, Any]]:
     """Rows of every evaluated window of one system, for each of its variants."""
+    from .inputs import InputSpec
+    from .model import _FEATURE_NAME_KEYS
+
     s, data, meta, model, info = loaded
     features = info.get("features", "grid")
+    inputs = (InputSpec.from_dict(info.get("inputs")), list(meta.get(_FEATURE_NAME_KEYS[features]) or []))
     idx = [i for i, (r, w) in enumerate(zip(data["row_key"], data["window_index"]))
            if common is None or (r, w) in common]
     if max_items:
@@ -241,7 +258,7 @@ def _system_rows(run: _EvalRun, loaded: tuple, common: set | None, max_items: in
     rows = []
     for j, i in enumerate(idx):
         item = fmt[i]
-        outputs = _model_outputs(model, item, features, run.device)
+        outputs = _model_outputs(model, item, features, run.device, inputs)
         # decode(true codes) of this very window: the codec-domain reference of every variant
         cref = _codec_ref(run, meta, outputs[0]) if run.audio_metrics or run.listen is not None else None
         heard = {}

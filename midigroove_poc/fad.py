@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from workflow.errors import WorkflowError
-from workflow.files import atomic_write_bytes
+from workflow.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,9 @@ def logmel_embedder(sr: int = 16000, n_mels: int = 64, n_fft: int = 1024) -> Emb
     return embed
 
 
-def fadtk_embedder(model: str) -> Embedder:
-    """A fadtk model (e.g. ``clap-laion-music``) as an :data:`Embedder`; fadtk is imported here."""
+def fadtk_embedder(model: str, device: str | None = None) -> Embedder:
+    """A fadtk model (e.g. ``clap-laion-music``) as an :data:`Embedder` on ``device`` (fadtk's
+    choice when None); fadtk is imported here."""
     try:
         from fadtk.model_loader import get_all_models
     except ImportError as e:
@@ -134,6 +135,9 @@ def fadtk_embedder(model: str) -> Embedder:
     if model not in models:
         raise FadError(f"fadtk has no model {model!r}; choose one of: {', '.join(sorted(models))}")
     loader = models[model]
+    if device is not None:
+        import torch
+        loader.device = torch.device(device)
     loader.load_model()
 
     def embed(audio: np.ndarray, audio_sr: int) -> np.ndarray:
@@ -144,11 +148,11 @@ def fadtk_embedder(model: str) -> Embedder:
     return embed
 
 
-def get_embedder(model: str) -> tuple[str, Embedder]:
-    """(label used in every output key, embedder) for ``--fadtk-model``."""
+def get_embedder(model: str, device: str | None = None) -> tuple[str, Embedder]:
+    """(label used in every output key, embedder) for ``--fadtk-model`` (on ``--fadtk-device``)."""
     if model == OFFLINE_MODEL:
         return OFFLINE_MODEL, logmel_embedder()
-    return f"fadtk-{model}", fadtk_embedder(model)
+    return f"fadtk-{model}", fadtk_embedder(model, device)
 
 
 def reference_key(label: str, items: Sequence[Any]) -> str:
@@ -186,6 +190,7 @@ class FadCollector:
     preds: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict)
     refs: dict[tuple[str, str], dict[Any, None]] = field(default_factory=dict)
     system_of: dict[str, str] = field(default_factory=dict)
+    ref_stats: dict[str, GaussianStats] = field(default_factory=dict)  # "system" / "system[kit]" → stats
 
     def add(self, system: str, variant: str, kit: str, audio: np.ndarray, sr: int, ref_item: Any) -> None:
         """Embed one decoded window of ``variant``; ``ref_item`` describes its reference window."""
@@ -208,8 +213,19 @@ class FadCollector:
                 if key not in memo:
                     memo[key] = cached_reference_stats(self.stats_dir, self.label, items, lambda: np.concatenate(
                         [self.embed(*load_ref(i)) for i in items]))
+                self.ref_stats[system if kit is None else f"{system}[{kit}]"] = memo[key]
                 out.setdefault(variant, {}).update(self._scores(memo[key], np.concatenate(pred), kit))
         return out
+
+    def save_ref_stats(self, path: Path | str) -> Path:
+        """The reference statistics of the last :meth:`results` as one .npz (atomic): arrays
+        ``mu[<system>]``, ``cov[<system>]``, ``n[<system>]`` (and ``...[<system>[<kit>]]`` per kit)."""
+        arrays = {f"{name}[{key}]": value for key, st in self.ref_stats.items()
+                  for name, value in (("mu", st.mu), ("cov", st.cov), ("n", np.asarray(st.n)))}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+        return Path(path)
 
     def _scores(self, ref: GaussianStats, emb: np.ndarray, kit: str | None) -> dict[str, float]:
         suffix = "" if kit is None else f"[{kit}]"
@@ -220,3 +236,23 @@ class FadCollector:
             inf = float("nan")
         return {f"fad_{self.label}{suffix}": frechet_distance(ref, GaussianStats.of(emb)),
                 f"fad_inf_{self.label}{suffix}": inf}
+
+
+def write_per_kit_csv(path: Path | str, summaries: dict[str, dict[str, float]], label: str) -> Path:
+    """One row per (variant, kit) with its ``fad`` and ``fad_inf`` (the ``[kit]`` keys), atomically."""
+    import csv
+
+    rows = []
+    for variant, scores in summaries.items():
+        for key, value in scores.items():
+            prefix = f"fad_{label}["
+            if key.startswith(prefix) and key.endswith("]"):
+                kit = key[len(prefix):-1]
+                rows.append({"system": variant, "kit": kit, "model": label, "fad": value,
+                             "fad_inf": scores.get(f"fad_inf_{label}[{kit}]")})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["system", "kit", "model", "fad", "fad_inf"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)

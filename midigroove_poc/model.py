@@ -10,6 +10,7 @@ into padded batches with a ``mask``. Architecture, ``ar_codebooks`` and scaling:
 from __future__ import annotations
 
 import json
+import math
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from midigroove_poc.cache import CacheError, load_cache
+from midigroove_poc.inputs import InputSpec
 from training.utils import CheckpointError, get_device
 from workflow.errors import DatasetError, UsageError
 from workflow.torchdata import PAD_ID
@@ -35,6 +37,7 @@ __all__ = [
     "GridToCodes",
     "CacheDataset",
     "PAD_ID",
+    "Sampler",
     "collate",
     "load_model",
     "model_from_checkpoint_payload",
@@ -64,6 +67,29 @@ class CacheFormatError(CacheError, DatasetError):
 def _head(d_model: int, codebook_size: int) -> nn.Sequential:
     return nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.GELU(),
                          nn.Linear(d_model, codebook_size))
+
+
+class Sampler:
+    """Draws tokens from logits ``[..., V]``: softmax(logits / temperature) over the ``topk`` most
+    likely tokens (0: all), with its own seeded generator (same seed, same codes on a device)."""
+
+    def __init__(self, temperature: float = 1.0, topk: int = 0, seed: int = 0) -> None:
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise UsageError(f"--temperature must be a positive number, got {temperature}")
+        if topk < 0:
+            raise UsageError(f"--topk must be >= 0 (0 = all tokens), got {topk}")
+        self.temperature, self.topk, self.seed = float(temperature), int(topk), int(seed)
+        self._gen: torch.Generator | None = None
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        if self._gen is None or self._gen.device != logits.device:
+            self._gen = torch.Generator(device=logits.device).manual_seed(self.seed)
+        x = logits.float() / self.temperature
+        if 0 < self.topk < x.shape[-1]:
+            kth = torch.topk(x, self.topk, dim=-1).values[..., -1:]
+            x = x.masked_fill(x < kth, float("-inf"))
+        probs = torch.softmax(x, dim=-1).reshape(-1, x.shape[-1])
+        return torch.multinomial(probs, 1, generator=self._gen).reshape(x.shape[:-1])
 
 
 class GridToCodes(nn.Module):
@@ -193,14 +219,20 @@ class GridToCodes(nn.Module):
     def greedy(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Argmax decoding from frame states: ``(codes long [B, K, T], logits [B, K, T, V])``,
         codebook by codebook when ``ar_codebooks``."""
+        return self.decode(h)
+
+    def decode(self, h: torch.Tensor, sampler: Sampler | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes and logits from frame states: argmax, or drawn by ``sampler``; codebook by
+        codebook when ``ar_codebooks`` (each level conditioned on the codes chosen before it)."""
+        pick = (lambda logits: logits.argmax(dim=-1)) if sampler is None else sampler
         if self.code_emb is None:
             logits = self.head_logits(h)
-            return logits.argmax(dim=-1), logits
+            return pick(logits), logits
         tokens, out = [], []
         prev_sum = None
         for k, head in enumerate(self.heads):
             logits_k = head(self._level_input(h, k, prev_sum))
-            tok = logits_k.argmax(dim=-1)
+            tok = pick(logits_k)
             out.append(logits_k)
             tokens.append(tok)
             if k < self.n_codebooks - 1:
@@ -221,13 +253,14 @@ class GridToCodes(nn.Module):
 
     @torch.no_grad()
     def predict(self, grid: torch.Tensor, drummer_id: torch.Tensor, kit_id: torch.Tensor,
-                style_id: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Most likely codes ``long [B, K, T]`` (greedy per codebook when ``ar_codebooks``).
-        Runs in eval mode (no dropout) and restores the previous mode."""
+                style_id: torch.Tensor, mask: torch.Tensor | None = None,
+                sampler: Sampler | None = None) -> torch.Tensor:
+        """Most likely codes ``long [B, K, T]`` (greedy per codebook when ``ar_codebooks``), or
+        codes drawn by ``sampler``. Runs in eval mode (no dropout) and restores the previous mode."""
         was_training = self.training
         self.eval()
         try:
-            return self.greedy(self.encode(grid, drummer_id, kit_id, style_id, mask))[0]
+            return self.decode(self.encode(grid, drummer_id, kit_id, style_id, mask), sampler)[0]
         finally:
             self.train(was_training)
 
@@ -256,6 +289,7 @@ def model_from_checkpoint_payload(payload: Mapping[str, Any], where: str = "chec
         "cache_meta": dict(meta.get("cache_meta") or {}),
         "cache_path": meta.get("cache_path"),
         "feature_names": list(meta.get("feature_names") or []),
+        "inputs": InputSpec.from_dict(meta.get("inputs")).as_dict(),
         "train_args": dict(meta.get("train_args") or {}),
         "step": payload.get("epoch"),
         "score": payload.get("score"),
@@ -289,7 +323,8 @@ def load_model(ckpt_path: Path | str, device: str | torch.device = "cpu"
     ``<stem>_last.pt`` checkpoints beside it. ``info`` holds ``features`` (``"grid"`` or
     ``"drumgrid"``), ``config`` (the model constructor arguments), ``cache_meta`` (the training
     cache's ``cache_meta.json``: codec, weights, bandwidth, fps, vocabularies, ...),
-    ``cache_path``, ``feature_names``, ``train_args``, ``step`` (optimizer step of these weights),
+    ``cache_path``, ``feature_names``, ``inputs`` (the ablations), ``train_args``,
+    ``step`` (optimizer step of these weights),
     ``score`` (the monitored loss there), ``val_loss``, ``metrics`` (that evaluation), ``path``.
     """
     path = Path(ckpt_path)
@@ -352,12 +387,14 @@ class CacheDataset(Dataset):
     call (``DataLoader`` uses ``__getitems__``). Picklable, so ``num_workers > 0`` works.
     """
 
-    def __init__(self, cache_path: Path | str, split: str, features: str = "grid") -> None:
+    def __init__(self, cache_path: Path | str, split: str, features: str = "grid",
+                 inputs: InputSpec | None = None) -> None:
         if features not in FEATURE_KINDS:
             raise UsageError(f"features must be one of {sorted(FEATURE_KINDS)}, got {features!r}")
         self.cache_path = Path(cache_path)
         self.split = split
         self.features = features
+        self.inputs = inputs or InputSpec()  # ablations: columns dropped, kit hidden
         self.column = FEATURE_KINDS[features]
         dsd, meta = _read_cache(self.cache_path)
         self.meta: dict[str, Any] = dict(meta)
@@ -379,7 +416,13 @@ class CacheDataset(Dataset):
 
     @property
     def feature_names(self) -> list[str]:
-        """Names of the grid columns from the cache meta (may be empty for foreign caches)."""
+        """Names of the grid columns the model sees (cache meta minus ablated; may be empty for
+        foreign caches)."""
+        return self.inputs.kept_names(self.all_feature_names)
+
+    @property
+    def all_feature_names(self) -> list[str]:
+        """Names of every grid column of the cache (before ablations)."""
         return list(self.meta.get(_FEATURE_NAME_KEYS[self.features]) or [])
 
     def _column(self, name: str) -> pa.ChunkedArray:
@@ -441,11 +484,13 @@ class CacheDataset(Dataset):
         mask = np.arange(grid.shape[1])[None, :] < frames[:, None]
         codes = codes.astype(np.int64)
         codes[~np.broadcast_to(mask[:, None, :], codes.shape)] = PAD_ID
+        grid = self.inputs.select(grid, self.all_feature_names)
         out = {"grid": torch.from_numpy(grid.astype(np.float32)), "codes": torch.from_numpy(codes),
                "mask": torch.from_numpy(mask), "length": torch.from_numpy(frames)}
         for name in _ID_COLUMNS:
             out[name] = torch.from_numpy(
                 table.column(name).to_numpy(zero_copy_only=False).astype(np.int64))
+        out["kit_id"] = self.inputs.kit_ids(out["kit_id"])
         out["index"] = torch.as_tensor(idx, dtype=torch.long)
         return out
 

@@ -9,6 +9,8 @@ best-by-validation-loss checkpoints through ``training.core``; the run's mutable
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -28,6 +30,7 @@ from tqdm.auto import tqdm
 
 # Prediction lives in predict.py; its names are re-exported here, where they always were.
 from midigroove_poc.predict import _check_compatible, _to_device, predict_split, predict_to_wav  # noqa: F401
+from midigroove_poc.inputs import InputSpec
 from midigroove_poc.model import (
     MODEL_KIND,
     PAD_ID,
@@ -265,9 +268,8 @@ def train_model(
     num_workers: int = 0,
     grad_clip: float = 1.0,
     logger: str = "none",
-    amp: bool = True,
-    eval_batch_size: int | None = None,
-    progress: bool = True,
+    amp: bool = True, eval_batch_size: int | None = None, progress: bool = True,
+    inputs: InputSpec | None = None, eval_max_batches: int | None = None, metrics_out: Path | str | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`GridToCodes` on ``cache_path`` and write ``save_path`` (the best model).
 
@@ -278,6 +280,8 @@ def train_model(
     ``"auto"`` (files under ``<save_path folder>/logs``). Without a validation split the training
     loss (mean since the last evaluation) picks the best checkpoint instead. Returns the summary
     also written to ``<stem>_summary.json`` (paths, best step, best/final metrics, history).
+    ``inputs``: ablations, stored in the checkpoint. ``eval_max_batches``: validate on the first N
+    batches only (None / 0: all). ``metrics_out``: also the history as CSV, one row per evaluation.
     """
     t_start = time.perf_counter()
     _check_args(features, steps=steps, batch_size=batch_size, eval_every=eval_every,
@@ -285,13 +289,12 @@ def train_model(
                 early_stop_steps=early_stop_steps)
     train_args = _plain_args(locals())
     cache_path, save_path = Path(cache_path), Path(save_path)
-    paths = checkpoint_paths(save_path)
-    model_name = save_path.stem
+    paths, model_name = checkpoint_paths(save_path), save_path.stem
 
     info, dev, started_here = _join_distributed(device)
     try:
         seed_everything(seed)
-        data = _load_data(cache_path, features)
+        data = _load_data(cache_path, features, inputs or InputSpec())
         st = _build_state(data, dev, info, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                           dropout=dropout, ar_codebooks=ar_codebooks, lr=lr, weight_decay=weight_decay,
                           warmup_steps=warmup_steps, steps=steps, eval_every=eval_every,
@@ -299,14 +302,15 @@ def train_model(
         run = _Run(
             dist=info, device=dev, data=data, model_name=model_name, paths=paths,
             batches=_endless(*_train_loader(data.train, info, dev, batch_size, seed, num_workers)),
-            val_rows=None if data.val is None else list(range(info.rank, len(data.val), info.world_size)),
+            val_rows=_val_rows(data.val, info, eval_max_batches, eval_batch_size or max(batch_size, 32)),
             amp_dtype=autocast_dtype(dev, "bf16" if amp else "fp32"),
             monitor="val_loss" if data.val is not None else "train_loss",
             steps=int(steps), log_every=int(log_every), eval_every=int(eval_every), lr=lr,
             grad_clip=grad_clip, eval_batch_size=eval_batch_size or max(batch_size, 32),
             base_meta={"kind": MODEL_KIND, "features": features, "model_config": dict(st.model.config),
                        "cache_meta": data.meta, "cache_path": str(cache_path.resolve()),
-                       "feature_names": data.train.feature_names, "train_args": train_args})
+                       "feature_names": data.train.feature_names, "train_args": train_args,
+                       "inputs": data.train.inputs.as_dict()})
         _open_outputs(run, logger, train_args)
         log.info("training %s (%d parameters, features=%s, ar_codebooks=%s) on %s x%d: %d train / "
                  "%d validation rows, %d steps", model_name, st.n_params, features, ar_codebooks, dev,
@@ -314,13 +318,35 @@ def train_model(
         _train_loop(run, st, progress)
         summary = _summary(run, st, features, ar_codebooks)
         if info.is_main:
-            _write_outputs(run, summary, save_path, t_start)
+            _write_outputs(run, summary, save_path, t_start, metrics_out, st.tracker.state_dict()["epochs"])
         info.barrier()
         summary.setdefault("seconds", round(time.perf_counter() - t_start, 3))
         return summary
     finally:
         if started_here and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _val_rows(val: CacheDataset | None, info: DistInfo, max_batches: int | None, batch_size: int) -> list[int] | None:
+    """This rank's validation rows: all, or those of the first ``max_batches`` batches."""
+    if val is None:
+        return None
+    n = len(val) if not max_batches else min(len(val), int(max_batches) * batch_size)
+    return list(range(info.rank, n, info.world_size))
+
+
+def write_metrics_csv(path: Path | str, history: dict[str, list[float]], steps: dict[str, list[int]]) -> Path:
+    """The metric history as CSV, one row per evaluation (``step`` first), written atomically."""
+    names = list(history)
+    all_steps = sorted({s for n in names for s in steps.get(n, [])})
+    by_step = {n: dict(zip(steps.get(n, []), history[n])) for n in names}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["step", *names])
+    for s in all_steps:
+        w.writerow([s, *("" if by_step[n].get(s) is None else f"{by_step[n][s]:.6g}" for n in names)])
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
 
 
 def _plain_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -330,9 +356,13 @@ def _plain_args(args: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in plain.items()}
 
 
-def _write_outputs(run: _Run, summary: dict[str, Any], save_path: Path, t_start: float) -> None:
-    """Main process: the slim final model at ``save_path`` and ``<stem>_summary.json``."""
+def _write_outputs(run: _Run, summary: dict[str, Any], save_path: Path, t_start: float,
+                   metrics_out: Path | str | None, steps: dict[str, list[int]]) -> None:
+    """Main process: the slim final model at ``save_path``, ``<stem>_summary.json`` and the
+    ``metrics_out`` CSV (``steps``: the evaluation step of each history value)."""
     _write_final(run.paths["best"], run.paths["last"], save_path)
+    if metrics_out is not None:
+        write_metrics_csv(metrics_out, summary["history"], steps)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     atomic_write_text(run.paths["summary"], json.dumps(summary, indent=1, default=str) + "\n")
     log.info("%s: best %s=%.6g at step %s; model written to %s", run.model_name, run.monitor,
@@ -368,13 +398,16 @@ class _Data:
     max_frames: int
 
 
-def _load_data(cache_path: Path, features: str) -> _Data:
-    """Open and check the train / validation splits of ``cache_path``."""
+def _load_data(cache_path: Path, features: str, inputs: InputSpec) -> _Data:
+    """Open and check the train / validation splits of ``cache_path`` (as ``inputs`` shows them)."""
     dsd, meta = _read_cache(cache_path)
-    train_ds = CacheDataset(cache_path, "train", features)
+    train_ds = CacheDataset(cache_path, "train", features, inputs)
+    for group, keep in inputs.as_dict().items():
+        if not keep and group != "kit" and not InputSpec(**{group: False}).dropped(train_ds.all_feature_names):
+            log.warning("--no-%s: the %s grid has no such columns; nothing dropped", group.replace("_", "-"), features)
     if len(train_ds) == 0:
         raise CacheFormatError(f"cache {cache_path} has an empty 'train' split; nothing to train on")
-    val_ds = CacheDataset(cache_path, "validation", features) \
+    val_ds = CacheDataset(cache_path, "validation", features, inputs) \
         if "validation" in dsd and len(dsd["validation"]) else None
     if val_ds is None:
         log.warning("cache %s has no validation rows: the best checkpoint and early stopping "
