@@ -65,9 +65,10 @@ def test_require_artifacts(tmp_path: Path) -> None:
 
 
 def test_parse_xp_id() -> None:
-    log = ("[12-03 07:50:01][dora.distrib][INFO] - world_size is 1\n"
-           "[12-03 07:50:02][flashy.solver][INFO] - Instantiating solver CompressionSolver for XP 9f3ab2c1\n"
-           "Dora directory: /workspace/experiments/audiocraft/xps/9f3ab2c1\n")
+    log = ("Dora directory: /workspace/experiments/audiocraft\n"  # lines of a real run (colours removed)
+           "[12-03 07:51:02][flashy.solver][INFO] - Instantiating solver CompressionSolver for XP 9f3ab2c1\n"
+           "[12-03 07:51:02][flashy.solver][INFO] - All XP logs are stored in "
+           "/workspace/experiments/audiocraft/xps/9f3ab2c1\n")
     assert nb.parse_xp_id(log) == "9f3ab2c1"
     assert nb.parse_xp_id("no experiment here\n") is None
 
