@@ -17,7 +17,8 @@ def _executed(tmp: str) -> nbformat.NotebookNode:
     injected = new_code_cell(f'BASE_DIR = "{tmp}/workspace"')
     injected.metadata["tags"] = ["injected-parameters"]
     run = new_code_cell("print(DATA_DIR)", outputs=[
-        new_output("stream", name="stdout", text=f"{tmp}/workspace/data and {tmp}/workspace-venv/bin\n"),
+        new_output("stream", name="stdout", text=f"{tmp}/workspace/data and {tmp}/works"),
+        new_output("stream", name="stdout", text="pace-venv/bin\n"),  # a path split across two chunks
         new_output("execute_result", data={"text/plain": f"'{tmp}/workspace'"}, execution_count=2)])
     run.metadata["papermill"] = {"duration": 1.0}
     nb = new_notebook(cells=[new_code_cell("BASE_DIR = '/workspace'"), injected, run])

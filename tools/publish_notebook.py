@@ -1,6 +1,7 @@
 """Turn a papermill-executed notebook into the copy committed under notebooks/: drop the injected
-parameters cell and papermill's metadata, map this machine's paths to the pod's (--replace
-OLD=NEW, longest first), and refuse if any --forbid string is left in an output.
+parameters cell and papermill's metadata, join the stream chunks a cell printed, map this
+machine's paths to the pod's (--replace OLD=NEW, longest first), and refuse if any --forbid
+string is left in an output.
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ import nbformat
 
 class PublishError(Exception):
     """A path of the machine that ran the notebook is still in its outputs."""
+
+
+def join_streams(outputs: list) -> list:
+    """Adjacent stream outputs of one name as one (a path may be split across chunks)."""
+    joined: list = []
+    for out in outputs:
+        prev = joined[-1] if joined else None
+        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")):
+            prev["text"] += out["text"]
+        else:
+            joined.append(out)
+    return joined
 
 
 def publish(nb: nbformat.NotebookNode, replacements: dict[str, str],
@@ -31,6 +45,8 @@ def publish(nb: nbformat.NotebookNode, replacements: dict[str, str],
     for i, cell in enumerate(nb.cells):
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if "outputs" in cell:
+            cell.outputs = join_streams(cell.outputs)
         for out in cell.get("outputs", []):
             if "text" in out:
                 out["text"] = clean(out["text"])
