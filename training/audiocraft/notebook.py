@@ -1,106 +1,95 @@
-"""Steps only the RunPod notebooks need: switchable installs, the AudioCraft clone, xformers
-handling and the "did Notebook A run?" check. Every step is safe to re-run: it skips work that is
-already done and says so.
+"""Checks the two RunPod notebooks print: durations by ffprobe, link targets, the split manifests,
+Notebook B's "did Notebook A run?" check and the XP id in a Dora log. Shell work (apt, pip, git,
+ffmpeg, dora) stays visible in the notebooks' %%bash cells.
 """
 
 from __future__ import annotations
 
-import shlex
+import json
+import os
+import random
+import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from workflow.errors import WorkflowError
+import soundfile as sf
 
-from .launch import probe_python
+from workflow.errors import WorkflowError
+from workflow.files import write_text_if_changed
+
+from .egs import SPLITS, read_manifest
 
 NOTEBOOK_A = "notebooks/01_fma_small_mini_setup.ipynb"
+_XP_RE = re.compile(r"for XP ([0-9a-f]{6,})|xps/([0-9a-f]{6,})")
 
 
 class MissingArtifactError(WorkflowError):
     """Notebook B needs something Notebook A makes."""
 
 
-class StepError(WorkflowError):
-    """A shell step (apt, pip, git) failed."""
+class ProbeError(WorkflowError):
+    """ffprobe (or soundfile) could not read a file's duration."""
 
 
-def run_step(cmd: Sequence[str], *, enabled: bool = True, what: str = "", cwd: Path | None = None) -> bool:
-    """Run ``cmd`` streaming its output, or say it is switched off. Returns whether it ran."""
-    line = shlex.join(cmd)
-    if not enabled:
-        print(f"skipped ({what or 'switched off'}): {line}")
-        return False
-    print(f"$ {line}", flush=True)
-    proc = subprocess.run(list(cmd), cwd=cwd)
-    if proc.returncode != 0:
-        raise StepError(f"`{line}` failed with exit code {proc.returncode}")
-    return True
-
-
-def install_system_packages(packages: Sequence[str] = ("ffmpeg",), *, enabled: bool = True) -> bool:
-    """``apt-get install`` the packages whose command is missing (ffmpeg: AudioCraft's generate stage)."""
-    missing = [p for p in packages if shutil.which(p) is None]
-    if not missing:
-        print(f"system packages present: {', '.join(packages)}")
-        return False
-    ran = run_step(["apt-get", "update", "-qq"], enabled=enabled, what="INSTALL_SYSTEM_PACKAGES=False")
-    return run_step(["apt-get", "install", "-y", "-qq", *missing], enabled=enabled,
-                    what="INSTALL_SYSTEM_PACKAGES=False") and ran
-
-
-def pip_install(args: Sequence[str], *, python: str = sys.executable, enabled: bool = True) -> bool:
-    return run_step([python, "-m", "pip", "install", *args], enabled=enabled, what="PIP_INSTALL=False")
-
-
-def clone_audiocraft(dest: Path, repo: str = "https://github.com/facebookresearch/audiocraft.git",
-                     ref: str = "v1.3.0", *, enabled: bool = True) -> Path:
-    """Clone AudioCraft at ``ref`` into ``dest`` unless a checkout is already there."""
-    dest = Path(dest)
-    if (dest / ".git").exists() or (dest / "audiocraft" / "train.py").is_file():
-        print(f"AudioCraft checkout present: {dest}")
-        return dest
-    if dest.exists() and any(dest.iterdir()):
-        raise StepError(f"{dest} exists but is not an AudioCraft checkout; move it or set AUDIOCRAFT_DIR")
-    run_step(["git", "clone", "--depth", "1", "--branch", ref, repo, str(dest)], enabled=enabled,
-             what="CLONE_AUDIOCRAFT=False")
-    if not (dest / "config" / "dset").is_dir():
-        raise MissingArtifactError(f"no AudioCraft checkout at {dest} (cloning is switched off): set "
-                                   "CLONE_AUDIOCRAFT=True or point AUDIOCRAFT_DIR at a checkout")
-    return dest
-
-
-def install_audiocraft(checkout: Path, *, python: str = sys.executable, enabled: bool = True) -> bool:
-    """``pip install -e <checkout>`` unless ``python`` already imports audiocraft from there."""
-    origin = probe_python(python, xformers=False).get("audiocraft")
-    if origin and Path(origin).resolve().is_relative_to(Path(checkout).resolve()):
-        print(f"AudioCraft already installed from {checkout}")
-        return False
-    return pip_install(["-q", "-e", str(checkout)], python=python, enabled=enabled)
-
-
-def ensure_xformers(python: str = sys.executable, *, allow_install: bool = True) -> str:
-    """Make ``import xformers.ops`` work for ``python``; never raises (xformers must not stop a run).
-
-    AudioCraft 1.3 imports xformers at start-up but uses torch attention by default, so a build
-    that only warns is fine. If the import fails, ``pip install --no-deps xformers`` is tried.
-    Returns a one-line status.
-    """
-    probe = probe_python(python)
-    status = probe.get("xformers") or probe.get("error") or "audiocraft not installed (not probed)"
-    if status != "ok" and probe.get("audiocraft") and allow_install:
+def probe_audio(path: Path, *, ffprobe: str | None = None) -> tuple[float, int]:
+    """``(duration_s, sample_rate)`` of ``path`` by ffprobe, or by soundfile where ffprobe is absent."""
+    ffprobe = ffprobe or shutil.which("ffprobe")
+    if ffprobe is None:
         try:
-            pip_install(["--no-deps", "xformers"], python=python)
-        except StepError as exc:
-            return f"xformers not importable ({status}); reinstall failed: {exc}"
-        probe = probe_python(python)
-        status = probe.get("xformers") or status
-    if status == "ok":
-        warning = probe.get("xformers_warning")
-        return "xformers ok" + (f" (warning ignored: {warning[:120]})" if warning else "")
-    return f"xformers: {status} — the launch pre-flight check will say what to do"
+            info = sf.info(str(path))
+        except (RuntimeError, sf.LibsndfileError) as exc:  # type: ignore[attr-defined]
+            raise ProbeError(f"{path}: unreadable ({exc}); delete it and re-run the cell that made it") from exc
+        return info.frames / info.samplerate, int(info.samplerate)
+    proc = subprocess.run([ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries",
+                           "stream=sample_rate:format=duration", "-of", "json", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProbeError(f"ffprobe failed on {path}: {proc.stderr.strip()[:300]}")
+    data = json.loads(proc.stdout)
+    return float(data["format"]["duration"]), int(data["streams"][0]["sample_rate"])
+
+
+def check_random_durations(paths: Sequence[Path], expected: float, *, k: int = 5, seed: int = 42,
+                           tolerance: float = 0.05, min_seconds: float | None = None) -> list[tuple[str, float]]:
+    """Probe ``k`` seeded-random files; each must last about ``expected`` seconds.
+
+    The last segment of a track may be shorter (down to ``min_seconds``, default half a segment);
+    nothing may be longer than ``expected + tolerance``. Returns ``(name, seconds)`` pairs.
+    """
+    if not paths:
+        raise ProbeError("no files to check: the previous cell produced nothing")
+    low = expected / 2 if min_seconds is None else min_seconds
+    picked = random.Random(seed).sample(sorted(paths), min(k, len(paths)))
+    out = []
+    for p in picked:
+        seconds, _ = probe_audio(Path(p))
+        if not low - tolerance <= seconds <= expected + tolerance:
+            raise ProbeError(f"{p} lasts {seconds:.3f} s, expected about {expected} s; delete the folder "
+                             "and re-run the segmentation cell")
+        out.append((Path(p).name, round(seconds, 3)))
+    return out
+
+
+def broken_links(split_dir: Path) -> tuple[int, list[Path]]:
+    """``(number of .wav links, links whose target is missing)`` in ``split_dir``."""
+    links = [p for p in Path(split_dir).rglob("*.wav") if p.is_symlink()]
+    return len(links), [p for p in links if not p.exists()]
+
+
+def write_split_manifests(egs_dir: Path, manifests_dir: Path) -> dict[str, int]:
+    """``manifests/{train,valid}.jsonl``: one ``{"path": <segment>}`` per egs entry (link target).
+
+    Written only if changed; returns the line count per split.
+    """
+    counts = {}
+    for split in SPLITS:
+        entries = read_manifest(Path(egs_dir) / split)
+        text = "".join(json.dumps({"path": os.path.realpath(e["path"])}) + "\n" for e in entries)
+        write_text_if_changed(Path(manifests_dir) / f"{split}.jsonl", text)
+        counts[split] = len(entries)
+    return counts
 
 
 def require_artifacts(artifacts: Mapping[str, Path]) -> None:
@@ -108,4 +97,23 @@ def require_artifacts(artifacts: Mapping[str, Path]) -> None:
     missing = [f"{name} ({path})" for name, path in artifacts.items() if not Path(path).exists()]
     if missing:
         raise MissingArtifactError("missing: " + "; ".join(missing)
-                                   + f" — run Notebook A ({NOTEBOOK_A}) first, with the same paths")
+                                   + f" — run Notebook A ({NOTEBOOK_A}) first, with the same BASE_DIR")
+
+
+def parse_xp_id(log_text: str) -> str | None:
+    """The XP signature Dora printed (``... for XP <sig>`` or ``.../xps/<sig>``); the last one wins."""
+    found = [m.group(1) or m.group(2) for m in _XP_RE.finditer(log_text)]
+    return found[-1] if found else None
+
+
+def python_report(python: str, cwd: Path) -> dict:
+    """torch version, CUDA and ``audiocraft`` import as seen by ``python`` started in ``cwd``."""
+    code = ("import json, torch\nr = {'torch': torch.__version__, 'cuda': torch.cuda.is_available()}\n"
+            "try:\n    import audiocraft; r['audiocraft'] = audiocraft.__version__\n"
+            "except Exception as e:\n    r['audiocraft_error'] = f'{type(e).__name__}: {e}'\nprint(json.dumps(r))")
+    if not Path(python).exists():
+        raise MissingArtifactError(f"no interpreter at {python}: run Notebook A (sections 2 and 4)")
+    proc = subprocess.run([python, "-c", code], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MissingArtifactError(f"{python} cannot import torch: {proc.stderr.strip()[-400:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -118,7 +118,7 @@ def run_notebook(name: str, out_dir: Path, **parameters) -> "object":
     repo = Path(__file__).resolve().parents[3]
     out_dir.mkdir(parents=True, exist_ok=True)
     return papermill.execute_notebook(
-        str(repo / "notebooks" / name), str(out_dir / name), parameters={"REPO_DIR": str(repo), **parameters},
+        str(repo / "notebooks" / name), str(out_dir / name), parameters=parameters,
         kernel_name="python3", cwd=str(out_dir), progress_bar=False, log_output=False)
 
 
