@@ -45,6 +45,15 @@ def _unwrap(m: nn.Module) -> nn.Module:
     return m.module if hasattr(m, "module") else m
 
 
+def sync_buffers(module: nn.Module, src: int = 0) -> None:
+    """Give every rank rank ``src``'s buffers (the RVQ codebooks, which each rank's forward updates
+    from its own batch), so all ranks quantise alike and a checkpoint is every rank's state."""
+    import torch.distributed as tdist
+
+    for b in module.buffers():
+        tdist.broadcast(b, src)
+
+
 # -- data ---------------------------------------------------------------------------------------------
 def build_loaders(cfg: DictConfig, seed: int, device: torch.device):
     """Train/validation loaders from ``data.data_dir`` or ``data.hf_dataset`` (see ``data.py``)."""
@@ -107,7 +116,10 @@ def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [device.index] if device.type == "cuda" else None
-        model, disc = DDP(model, device_ids=ids), DDP(disc, device_ids=ids)
+        # The generator's buffers (RVQ codebooks) are synchronised after each step instead:
+        # see Trainer.train_step and sync_buffers.
+        model = DDP(model, device_ids=ids, broadcast_buffers=False)
+        disc = DDP(disc, device_ids=ids)
     betas = tuple(cfg.optim.betas)
     lw = cfg.losses
     return State(
@@ -179,10 +191,10 @@ class Trainer:
                                                    [[f.float() for f in s] for s in fmap_fake])
         st.opt_g.zero_grad(set_to_none=True)
         penalty = out.penalty.float() if torch.is_tensor(out.penalty) else torch.zeros((), device=self.device)
-        if penalty.requires_grad:
-            penalty.backward(retain_graph=True)
-        st.balancer.backward(losses, y)
+        st.balancer.backward(losses, y, extra=penalty)  # one backward pass: DDP marks each parameter once
         st.opt_g.step()
+        if self.dist.enabled:
+            sync_buffers(_unwrap(st.model))
         st.step += 1
         m = {k: float(v.detach()) for k, v in losses.items()}
         m["d_loss"] = float(d_loss.detach())
