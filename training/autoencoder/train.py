@@ -36,6 +36,7 @@ from .config import model_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from .balancer import Balancer
+    from .ema import ModelEMA
 
 log = logging.getLogger(__name__)
 NAME = "autoencoder"
@@ -101,15 +102,19 @@ class State:
     step: int = 0  # generator updates so far (drives the adversarial warm-up)
     start_epoch: int = 1  # the first epoch this process runs (> 1 after a resume)
     initial_val_loss: float | None = None  # the untrained baseline (a fresh run only)
+    ema: ModelEMA | None = None  # the generator's weight EMA (optim.ema), used for validation
 
 
 def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
     """Fresh models, optimizers, balancer, early stopping and history for ``cfg``."""
     from .balancer import Balancer
     from .discriminator import MultiScaleSTFTDiscriminator
+    from .ema import ModelEMA
     from .model import build_autoencoder
 
     model: nn.Module = build_autoencoder(model_config(cfg)).to(device)
+    ema_cfg = cfg.optim.get("ema") or {}
+    ema = ModelEMA(model, float(ema_cfg.get("decay", 0.99))) if ema_cfg.get("use", False) else None
     disc: nn.Module = MultiScaleSTFTDiscriminator(
         in_channels=int(cfg.channels), filters=int(cfg.discriminator.filters),
         n_ffts=tuple(cfg.discriminator.n_ffts)).to(device)
@@ -129,7 +134,7 @@ def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
         balancer=Balancer(_loss_weights(cfg), **OmegaConf.to_container(lw.balancer, resolve=True)),
         early=EarlyStopping(patience=int(cfg.train.patience), mode="min", verbose=False)
         if cfg.train.patience else None,
-        tracker=MetricsTracker())
+        tracker=MetricsTracker(), ema=ema)
 
 
 def _loss_weights(cfg: DictConfig) -> dict[str, float]:
@@ -195,6 +200,8 @@ class Trainer:
         st.opt_g.step()
         if self.dist.enabled:
             sync_buffers(_unwrap(st.model))
+        if st.ema is not None:
+            st.ema.update(_unwrap(st.model))
         st.step += 1
         m = {k: float(v.detach()) for k, v in losses.items()}
         m["d_loss"] = float(d_loss.detach())
@@ -213,7 +220,7 @@ class Trainer:
         """Reconstruction metrics on the fixed validation segments; returns one example pair."""
         from .losses import l1_time, si_snr
 
-        model = _unwrap(self.state.model)
+        model = self.eval_model()
         was = model.training
         model.eval()
         tot: dict[str, float] = {}
@@ -236,10 +243,19 @@ class Trainer:
         res["val_loss"] = self.weights["l1"] * res["val_l1"] + self.weights["mel"] * res["val_mel"]
         return res, example
 
+    def eval_model(self) -> nn.Module:
+        """The generator that validation, samples and the best checkpoint's score use: the EMA
+        weights when ``optim.ema.use``, else the trained ones."""
+        st = self.state
+        return st.ema.module if st.ema is not None else _unwrap(st.model)
+
     # -- checkpoints ------------------------------------------------------------------------------
     def _container(self) -> nn.Module:
         st = self.state
-        return nn.ModuleDict({"generator": _unwrap(st.model), "discriminator": _unwrap(st.disc)})
+        parts = {"generator": _unwrap(st.model), "discriminator": _unwrap(st.disc)}
+        if st.ema is not None:
+            parts["generator_ema"] = st.ema.module
+        return nn.ModuleDict(parts)
 
     def save(self, epoch: int, score: float) -> Any:
         st = self.state
@@ -247,7 +263,8 @@ class Trainer:
             self._container(), epoch, score, optimizer=st.opt_g, model_name=NAME,
             early_stopping=st.early, metadata={"config": OmegaConf.to_container(self.cfg, resolve=True)},
             extra={"opt_d": st.opt_d.state_dict(), "balancer": st.balancer.state_dict(),
-                   "history": st.tracker.state_dict(), "step": st.step})
+                   "history": st.tracker.state_dict(), "step": st.step,
+                   **({"ema": st.ema.state_dict()} if st.ema is not None else {})})
 
     def maybe_resume(self, resume: bool) -> None:
         st = self.state
@@ -267,6 +284,8 @@ class Trainer:
         if extra.get("history"):
             st.tracker.load_state_dict(extra["history"])
         st.step = int(extra.get("step", 0))
+        if st.ema is not None:
+            st.ema.load_state_dict(extra["ema"])
         st.start_epoch = int(info["epoch"]) + 1
         log.info("resumed from %s at epoch %d", last, st.start_epoch)
 
