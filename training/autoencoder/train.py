@@ -117,7 +117,8 @@ def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
     ema = ModelEMA(model, float(ema_cfg.get("decay", 0.99))) if ema_cfg.get("use", False) else None
     disc: nn.Module = MultiScaleSTFTDiscriminator(
         in_channels=int(cfg.channels), filters=int(cfg.discriminator.filters),
-        n_ffts=tuple(cfg.discriminator.n_ffts)).to(device)
+        n_ffts=tuple(cfg.discriminator.n_ffts),
+        negative_slope=float(cfg.discriminator.get("negative_slope", 0.2))).to(device)
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [device.index] if device.type == "cuda" else None
@@ -162,13 +163,14 @@ class Trainer:
         self.amp_dtype = amp_dtype(cfg, device)
         self.ckpt = CheckpointManager(self.out / "checkpoints", save_best_only=True, verbose=False)
         self.warmup = int(cfg.losses.get("adv_warmup_updates", 0) or 0)
+        self.adv_form = str(cfg.losses.get("adv_loss", "hinge2"))
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         return autocast(self.device, self.amp_dtype)
 
     # -- steps ------------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
-        from .losses import feature_matching_loss, hinge_discriminator_loss, hinge_generator_loss, l1_time
+        from .losses import feature_matching_loss, generator_adversarial_loss, hinge_discriminator_loss, l1_time
 
         st = self.state
         x = x.to(self.device, non_blocking=True)
@@ -191,7 +193,7 @@ class Trainer:
                 logits_fake, fmap_fake = st.disc(y)
                 with torch.no_grad():
                     _, fmap_real = st.disc(x)
-            losses["adv"] = hinge_generator_loss([l.float() for l in logits_fake])
+            losses["adv"] = generator_adversarial_loss([l.float() for l in logits_fake], self.adv_form)
             losses["feat"] = feature_matching_loss([[f.float() for f in s] for s in fmap_real],
                                                    [[f.float() for f in s] for s in fmap_fake])
         st.opt_g.zero_grad(set_to_none=True)

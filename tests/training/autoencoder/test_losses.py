@@ -92,6 +92,18 @@ def test_discriminator_rejects_bad_input() -> None:
 # Adversarial losses
 
 
+def test_generator_adversarial_loss_forms() -> None:
+    from training.autoencoder.losses import generator_adversarial_loss
+
+    logits = [torch.tensor([2.0, 0.0, -1.0]), torch.tensor([[0.5]])]
+    # hinge2 (the paper): mean(relu(1 - D)) per scale = (0 + 1 + 2)/3 and 0.5 → 0.75
+    assert float(generator_adversarial_loss(logits, "hinge2")) == pytest.approx(0.75)
+    # hinge (AudioCraft's default): mean(-D) per scale = -1/3 and -0.5 → -5/12
+    assert float(generator_adversarial_loss(logits, "hinge")) == pytest.approx(-5 / 12)
+    with pytest.raises(ValueError, match="hinge2"):
+        generator_adversarial_loss(logits, "mse")
+
+
 def test_hinge_generator_loss_hand_computed() -> None:
     # scale 1: relu(1 - [2, 0, -1]) = [0, 1, 2] -> 1;  scale 2: relu(1 - 0.5) = 0.5;  mean 0.75
     loss = hinge_generator_loss([torch.tensor([2.0, 0.0, -1.0]), torch.tensor([[0.5]])])
