@@ -146,20 +146,16 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def dropout_codebook_counts(bandwidths_kbps: Sequence[float], *, n_q: int, bins: int,
                             frame_rate: float) -> tuple[int, ...]:
     """Codebook counts for quantizer dropout from a bandwidth set, by EnCodec's rule
-    ``max(1, floor(kbps·1000 / (frame_rate·log2 bins)))``; bandwidths that would need more than
-    ``n_q`` codebooks are dropped (the paper's set {1.5, 3, 6, 12, 24} at 8 codebooks → {2, 4, 8})."""
+    ``max(1, floor(kbps·1000 / (frame_rate·log2 bins)))``, capped at ``n_q`` (a bandwidth above the
+    model's maximum means all codebooks): the paper's {1.5, 3, 6, 12, 24} at 8 codebooks → {2, 4, 8}."""
     per_q = frame_rate * math.log2(bins)
     counts = set()
     for bw in bandwidths_kbps:
         if isinstance(bw, bool) or not isinstance(bw, (int, float)) or not bw > 0:
             raise AutoencoderConfigError(f"rvq.q_dropout_bandwidths must be positive kbps values, got {bw!r}")
-        k = max(1, math.floor(float(bw) * 1000 / per_q + 1e-9))
-        if k <= n_q:
-            counts.add(k)
+        counts.add(min(n_q, max(1, math.floor(float(bw) * 1000 / per_q + 1e-9))))
     if not counts:
-        raise AutoencoderConfigError(
-            f"none of rvq.q_dropout_bandwidths {list(bandwidths_kbps)} fits the model's {n_q} codebooks "
-            f"({n_q * per_q / 1000:g} kbps at most); lower them or raise rvq.n_q")
+        raise AutoencoderConfigError("rvq.q_dropout_bandwidths is empty; give kbps values or null (1..n_q uniformly)")
     return tuple(sorted(counts))
 
 
