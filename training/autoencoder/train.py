@@ -10,6 +10,7 @@ logging and early stopping come from ``training/core``; a run's mutable state is
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -113,8 +114,6 @@ def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
     from .model import build_autoencoder
 
     model: nn.Module = build_autoencoder(model_config(cfg)).to(device)
-    ema_cfg = cfg.optim.get("ema") or {}
-    ema = ModelEMA(model, float(ema_cfg.get("decay", 0.99))) if ema_cfg.get("use", False) else None
     disc: nn.Module = MultiScaleSTFTDiscriminator(
         in_channels=int(cfg.channels), filters=int(cfg.discriminator.filters),
         n_ffts=tuple(cfg.discriminator.n_ffts),
@@ -122,10 +121,16 @@ def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [device.index] if device.type == "cuda" else None
-        # The generator's buffers (RVQ codebooks) are synchronised after each step instead:
-        # see Trainer.train_step and sync_buffers.
-        model = DDP(model, device_ids=ids, broadcast_buffers=False)
+        # The generator's buffers (RVQ codebooks) are synchronised after each step instead of
+        # before each forward (see Trainer.train_step and sync_buffers), and once here.
+        sync_buffers(model)
+        no_forward_sync = ({"forward_sync_buffers": False}  # torch >= 2.13's name
+                           if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+                           else {"broadcast_buffers": False})
+        model = DDP(model, device_ids=ids, **no_forward_sync)
         disc = DDP(disc, device_ids=ids)
+    ema_cfg = cfg.optim.get("ema") or {}
+    ema = ModelEMA(_unwrap(model), float(ema_cfg.get("decay", 0.99))) if ema_cfg.get("use", False) else None
     betas = tuple(cfg.optim.betas)
     lw = cfg.losses
     return State(
