@@ -39,6 +39,15 @@ def _distributed_world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def _single_backward(input: torch.Tensor, grad: torch.Tensor, extra: torch.Tensor | None) -> None:
+    """``grad`` into ``input`` and ``extra`` (a scalar loss, unweighted) in one backward pass."""
+    if extra is not None and extra.requires_grad:
+        ones = torch.ones((), dtype=extra.dtype, device=extra.device)
+        torch.autograd.backward([input, extra.reshape(())], [grad, ones])
+    else:
+        input.backward(grad)
+
+
 class Balancer:
     """Combine several losses of one tensor so each gets the gradient share its weight asks for.
 
@@ -185,11 +194,7 @@ class Balancer:
                 metrics[f"ratio_{name}"] = ema[name] / ema_total if ema_total > 0 else 0.0
         self._metrics = metrics
 
-        if extra is not None and extra.requires_grad:
-            torch.autograd.backward([input, extra.reshape(())],
-                                    [out_grad.to(input.dtype), torch.ones((), dtype=extra.dtype, device=extra.device)])
-        else:
-            input.backward(out_grad.to(input.dtype))
+        _single_backward(input, out_grad.to(input.dtype), extra)
         return torch.stack([losses[name].detach().reshape(()).to(work_dtype) for name in active]).sum()
 
     def state_dict(self) -> dict[str, Any]:
