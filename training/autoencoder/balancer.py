@@ -39,6 +39,15 @@ def _distributed_world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def _single_backward(input: torch.Tensor, grad: torch.Tensor, extra: torch.Tensor | None) -> None:
+    """``grad`` into ``input`` and ``extra`` (a scalar loss, unweighted) in one backward pass."""
+    if extra is not None and extra.requires_grad:
+        ones = torch.ones((), dtype=extra.dtype, device=extra.device)
+        torch.autograd.backward([input, extra.reshape(())], [grad, ones])
+    else:
+        input.backward(grad)
+
+
 class Balancer:
     """Combine several losses of one tensor so each gets the gradient share its weight asks for.
 
@@ -47,9 +56,8 @@ class Balancer:
         balancer = Balancer({"l1": 0.1, "mel": 1.0, "adv": 3.0, "feat": 3.0})
         y_hat, commit = model(x)
         losses = {"l1": l1_time(y_hat, x), "mel": mel(y_hat, x), "adv": ..., "feat": ...}
-        commit.backward(retain_graph=True)        # losses that are not a function of y_hat go first:
-        total = balancer.backward(losses, y_hat)  # this frees the graph; fills .grad; returns Σ losses
-        optimizer.step()
+        total = balancer.backward(losses, y_hat, extra=commit)  # one backward pass (DDP-safe); frees
+        optimizer.step()                                         # the graph; fills .grad; returns Σ losses
     """
 
     def __init__(self, weights: Mapping[str, float], balance_grads: bool = True, total_norm: float = 1.0,
@@ -109,7 +117,8 @@ class Balancer:
         dist.all_reduce(t)
         return (t[:-1] / t[-1]).tolist()
 
-    def backward(self, losses: Mapping[str, torch.Tensor], input: torch.Tensor) -> torch.Tensor:
+    def backward(self, losses: Mapping[str, torch.Tensor], input: torch.Tensor,
+                 extra: torch.Tensor | None = None) -> torch.Tensor:
         """Backpropagate the balanced combination of ``losses`` through ``input``; return Σ losses (detached).
 
         ``input`` is the tensor every loss is a function of (the decoded audio); it must require
@@ -117,6 +126,9 @@ class Balancer:
         differentiated nor summed). Raises :class:`BalancerError` for unknown names, non-scalar
         losses or a loss with no path to ``input``, and :class:`NonFiniteGradientError` for NaN /
         Inf gradients — both before any state is changed or any gradient is accumulated.
+        ``extra``: an unbalanced scalar loss that is not (only) a function of ``input`` (the RVQ
+        commitment penalty), back-propagated in the same single backward pass: a second backward
+        through a DDP model would mark its parameters ready twice.
         """
         if not isinstance(input, torch.Tensor) or not input.requires_grad:
             raise BalancerError("balancer input must be a tensor that requires grad (the model's output, "
@@ -182,7 +194,7 @@ class Balancer:
                 metrics[f"ratio_{name}"] = ema[name] / ema_total if ema_total > 0 else 0.0
         self._metrics = metrics
 
-        input.backward(out_grad.to(input.dtype))
+        _single_backward(input, out_grad.to(input.dtype), extra)
         return torch.stack([losses[name].detach().reshape(()).to(work_dtype) for name in active]).sum()
 
     def state_dict(self) -> dict[str, Any]:

@@ -57,6 +57,9 @@ def load_config(mode: str, overrides: Sequence[str] = (), config_dir: Path | str
         raise UsageError(f"{files[1]} sets mode={cfg.mode!r}, expected {mode!r}")
     if cfg.model.quantizer not in (None, "rvq"):
         raise UsageError(f"model.quantizer must be null or rvq, got {cfg.model.quantizer!r}")
+    if cfg.losses.adv_loss not in ("hinge2", "hinge"):
+        raise UsageError(f"losses.adv_loss must be hinge2 (the paper's relu(1 - D)) or hinge "
+                         f"(AudioCraft's -D), got {cfg.losses.adv_loss!r}")
     return cfg
 
 

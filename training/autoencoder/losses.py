@@ -208,6 +208,21 @@ def hinge_generator_loss(logits_fake: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([F.relu(1.0 - lf.float()).mean() for lf in logits_fake]).mean()
 
 
+ADV_LOSS_FORMS = ("hinge2", "hinge")
+
+
+def generator_adversarial_loss(logits_fake: Sequence[torch.Tensor], form: str = "hinge2") -> torch.Tensor:
+    """The generator's adversarial loss in AudioCraft's naming: ``"hinge2"`` is the EnCodec paper's
+    ℓg, ``1/K Σ_k mean(relu(1 − D_k(x̂)))`` (:func:`hinge_generator_loss`); ``"hinge"`` is
+    AudioCraft's default, ``1/K Σ_k −mean(D_k(x̂))`` (no saturation above 1)."""
+    if form == "hinge2":
+        return hinge_generator_loss(logits_fake)
+    if form == "hinge":
+        _check_logit_lists(logits_fake)
+        return torch.stack([-lf.float().mean() for lf in logits_fake]).mean()
+    raise ValueError(f"adversarial loss form must be one of {ADV_LOSS_FORMS}, got {form!r}")
+
+
 def hinge_discriminator_loss(logits_real: Sequence[torch.Tensor], logits_fake: Sequence[torch.Tensor]) -> torch.Tensor:
     """``1/K Σ_k [mean(relu(1 − D_k(x))) + mean(relu(1 + D_k(x̂)))]``: real above 1, fake below −1."""
     _check_logit_lists(logits_real, logits_fake)

@@ -24,14 +24,14 @@ from training.autoencoder.seanet import SEANetDecoder, SEANetEncoder
 from workflow.errors import UsageError
 
 __all__ = ["Autoencoder", "AutoencoderConfigError", "AutoencoderOutput", "build_autoencoder",
-           "count_parameters", "SEANET_KEYS", "RVQ_KEYS", "TOP_KEYS"]
+           "count_parameters", "dropout_codebook_counts", "SEANET_KEYS", "RVQ_KEYS", "TOP_KEYS"]
 
 TOP_KEYS = ("channels", "sample_rate", "seanet", "quantizer", "rvq")
 SEANET_KEYS = ("dimension", "n_filters", "n_residual_layers", "ratios", "activation", "activation_params",
                "norm", "kernel_size", "last_kernel_size", "residual_kernel_size", "dilation_base", "causal",
                "pad_mode", "true_skip", "compress", "lstm")
 RVQ_KEYS = ("n_q", "bins", "decay", "kmeans_init", "kmeans_iters", "threshold_ema_dead_code", "q_dropout",
-            "commitment_weight")
+            "commitment_weight", "q_dropout_bandwidths")
 QUANTIZERS = (None, "none", "rvq")
 
 
@@ -143,6 +143,22 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def dropout_codebook_counts(bandwidths_kbps: Sequence[float], *, n_q: int, bins: int,
+                            frame_rate: float) -> tuple[int, ...]:
+    """Codebook counts for quantizer dropout from a bandwidth set, by EnCodec's rule
+    ``max(1, floor(kbps·1000 / (frame_rate·log2 bins)))``, capped at ``n_q`` (a bandwidth above the
+    model's maximum means all codebooks): the paper's {1.5, 3, 6, 12, 24} at 8 codebooks → {2, 4, 8}."""
+    per_q = frame_rate * math.log2(bins)
+    counts = set()
+    for bw in bandwidths_kbps:
+        if isinstance(bw, bool) or not isinstance(bw, (int, float)) or not bw > 0:
+            raise AutoencoderConfigError(f"rvq.q_dropout_bandwidths must be positive kbps values, got {bw!r}")
+        counts.add(min(n_q, max(1, math.floor(float(bw) * 1000 / per_q + 1e-9))))
+    if not counts:
+        raise AutoencoderConfigError("rvq.q_dropout_bandwidths is empty; give kbps values or null (1..n_q uniformly)")
+    return tuple(sorted(counts))
+
+
 def _plain(value: Any) -> Any:
     """OmegaConf containers / mappings / lists -> dict / tuple, so constructors get plain values."""
     if isinstance(value, Mapping):
@@ -199,8 +215,14 @@ def build_autoencoder(cfg: Mapping[str, Any]) -> Autoencoder:
         raise AutoencoderConfigError(f"invalid model config 'seanet': {exc}") from exc
     quantizer = None
     if kind == "rvq":
+        kwargs = dict(rvq)
+        bandwidths = kwargs.pop("q_dropout_bandwidths", None)
+        if bandwidths is not None:
+            kwargs["dropout_n_q"] = dropout_codebook_counts(
+                bandwidths, n_q=int(rvq.get("n_q", 8)), bins=int(rvq.get("bins", 1024)),
+                frame_rate=sample_rate / encoder.hop_length)
         try:
-            quantizer = ResidualVectorQuantizer(dimension=encoder.dimension, **rvq)
+            quantizer = ResidualVectorQuantizer(dimension=encoder.dimension, **kwargs)
         except (ValueError, TypeError) as exc:
             raise AutoencoderConfigError(f"invalid model config 'rvq': {exc}") from exc
     model = Autoencoder(encoder, decoder, quantizer, sample_rate=sample_rate)

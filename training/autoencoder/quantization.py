@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -85,7 +86,7 @@ class EMACodebook(nn.Module):
     """
 
     def __init__(self, dimension: int, bins: int, decay: float = 0.99, kmeans_init: bool = True,
-                 kmeans_iters: int = 10, threshold_ema_dead_code: float = 2.0) -> None:
+                 kmeans_iters: int = 50, threshold_ema_dead_code: float = 2.0) -> None:
         super().__init__()
         self.dimension = dimension
         self.bins = bins
@@ -173,13 +174,16 @@ class EMACodebook(nn.Module):
 class ResidualVectorQuantizer(nn.Module):
     """``n_q`` EMA codebooks of ``bins`` codes applied to successive residuals of a ``[B, D, T]`` latent.
 
-    ``q_dropout``: in training, each batch uses a random number of codebooks in ``1..n_q`` (drawn
-    from torch's RNG), so the decoder learns every bitrate; eval always uses ``n_q``.
+    ``q_dropout``: in training, each batch uses a random number of codebooks (drawn from torch's
+    RNG), so the decoder learns every bitrate; eval always uses ``n_q``. The number is drawn
+    uniformly from ``dropout_n_q`` (EnCodec: the codebook counts of its bandwidth set) or, when
+    that is None, from ``1..n_q`` (AudioCraft). ``kmeans_iters``: 50 as in AudioCraft's config.
     """
 
     def __init__(self, dimension: int = 128, n_q: int = 8, bins: int = 1024, decay: float = 0.99,
-                 kmeans_init: bool = True, kmeans_iters: int = 10, threshold_ema_dead_code: float = 2,
-                 q_dropout: bool = False, commitment_weight: float = 1.0) -> None:
+                 kmeans_init: bool = True, kmeans_iters: int = 50, threshold_ema_dead_code: float = 2,
+                 q_dropout: bool = False, commitment_weight: float = 1.0,
+                 dropout_n_q: Sequence[int] | None = None) -> None:
         super().__init__()
         for name, value, low in (("dimension", dimension, 1), ("n_q", n_q, 1), ("bins", bins, 2),
                                  ("kmeans_iters", kmeans_iters, 0)):
@@ -189,6 +193,12 @@ class ResidualVectorQuantizer(nn.Module):
             raise ValueError(f"decay must be in [0, 1), got {decay!r}")
         if threshold_ema_dead_code < 0 or commitment_weight < 0:
             raise ValueError("threshold_ema_dead_code and commitment_weight must be >= 0")
+        if dropout_n_q is not None:
+            dropout_n_q = tuple(sorted(set(dropout_n_q)))
+            if not dropout_n_q or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_q
+                                      for k in dropout_n_q):
+                raise ValueError(f"dropout_n_q must be a non-empty list of integers in 1..{n_q}, got {dropout_n_q!r}")
+        self.dropout_n_q: tuple[int, ...] | None = dropout_n_q
         self.dimension = dimension
         self.n_q = n_q
         self.bins = bins
@@ -219,6 +229,12 @@ class ResidualVectorQuantizer(nn.Module):
             raise ValueError(f"n_q must be an integer in 1..{self.n_q}, got {n_q!r}")
         return n_q
 
+    def _dropout_n_q(self) -> int:
+        """This training batch's codebook count under quantizer dropout."""
+        if self.dropout_n_q is None:
+            return int(torch.randint(1, self.n_q + 1, (1,)).item())
+        return self.dropout_n_q[int(torch.randint(0, len(self.dropout_n_q), (1,)).item())]
+
     def _maybe_warn_small_batch(self, n_vectors: int) -> None:
         if self._warned_small_batch or self.threshold_ema_dead_code <= 0:
             return
@@ -235,7 +251,7 @@ class ResidualVectorQuantizer(nn.Module):
             flat, batch, frames = self._flatten(x)
             n_q = self.n_q
             if self.training and self.q_dropout:
-                n_q = int(torch.randint(1, self.n_q + 1, (1,)).item())
+                n_q = self._dropout_n_q()
             if self.training:
                 self._maybe_warn_small_batch(flat.shape[0])
             residual = flat

@@ -10,6 +10,7 @@ logging and early stopping come from ``training/core``; a run's mutable state is
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -36,6 +37,7 @@ from .config import model_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from .balancer import Balancer
+    from .ema import ModelEMA
 
 log = logging.getLogger(__name__)
 NAME = "autoencoder"
@@ -43,6 +45,15 @@ NAME = "autoencoder"
 
 def _unwrap(m: nn.Module) -> nn.Module:
     return m.module if hasattr(m, "module") else m
+
+
+def sync_buffers(module: nn.Module, src: int = 0) -> None:
+    """Give every rank rank ``src``'s buffers (the RVQ codebooks, which each rank's forward updates
+    from its own batch), so all ranks quantise alike and a checkpoint is every rank's state."""
+    import torch.distributed as tdist
+
+    for b in module.buffers():
+        tdist.broadcast(b, src)
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -92,22 +103,34 @@ class State:
     step: int = 0  # generator updates so far (drives the adversarial warm-up)
     start_epoch: int = 1  # the first epoch this process runs (> 1 after a resume)
     initial_val_loss: float | None = None  # the untrained baseline (a fresh run only)
+    ema: ModelEMA | None = None  # the generator's weight EMA (optim.ema), used for validation
 
 
 def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
     """Fresh models, optimizers, balancer, early stopping and history for ``cfg``."""
     from .balancer import Balancer
     from .discriminator import MultiScaleSTFTDiscriminator
+    from .ema import ModelEMA
     from .model import build_autoencoder
 
     model: nn.Module = build_autoencoder(model_config(cfg)).to(device)
     disc: nn.Module = MultiScaleSTFTDiscriminator(
         in_channels=int(cfg.channels), filters=int(cfg.discriminator.filters),
-        n_ffts=tuple(cfg.discriminator.n_ffts)).to(device)
+        n_ffts=tuple(cfg.discriminator.n_ffts),
+        negative_slope=float(cfg.discriminator.get("negative_slope", 0.2))).to(device)
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [device.index] if device.type == "cuda" else None
-        model, disc = DDP(model, device_ids=ids), DDP(disc, device_ids=ids)
+        # The generator's buffers (RVQ codebooks) are synchronised after each step instead of
+        # before each forward (see Trainer.train_step and sync_buffers), and once here.
+        sync_buffers(model)
+        no_forward_sync = ({"forward_sync_buffers": False}  # torch >= 2.13's name
+                           if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+                           else {"broadcast_buffers": False})
+        model = DDP(model, device_ids=ids, **no_forward_sync)
+        disc = DDP(disc, device_ids=ids)
+    ema_cfg = cfg.optim.get("ema") or {}
+    ema = ModelEMA(_unwrap(model), float(ema_cfg.get("decay", 0.99))) if ema_cfg.get("use", False) else None
     betas = tuple(cfg.optim.betas)
     lw = cfg.losses
     return State(
@@ -117,7 +140,7 @@ def build_state(cfg: DictConfig, device: torch.device, dist: DistInfo) -> State:
         balancer=Balancer(_loss_weights(cfg), **OmegaConf.to_container(lw.balancer, resolve=True)),
         early=EarlyStopping(patience=int(cfg.train.patience), mode="min", verbose=False)
         if cfg.train.patience else None,
-        tracker=MetricsTracker())
+        tracker=MetricsTracker(), ema=ema)
 
 
 def _loss_weights(cfg: DictConfig) -> dict[str, float]:
@@ -145,13 +168,14 @@ class Trainer:
         self.amp_dtype = amp_dtype(cfg, device)
         self.ckpt = CheckpointManager(self.out / "checkpoints", save_best_only=True, verbose=False)
         self.warmup = int(cfg.losses.get("adv_warmup_updates", 0) or 0)
+        self.adv_form = str(cfg.losses.get("adv_loss", "hinge2"))
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         return autocast(self.device, self.amp_dtype)
 
     # -- steps ------------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
-        from .losses import feature_matching_loss, hinge_discriminator_loss, hinge_generator_loss, l1_time
+        from .losses import feature_matching_loss, generator_adversarial_loss, hinge_discriminator_loss, l1_time
 
         st = self.state
         x = x.to(self.device, non_blocking=True)
@@ -174,15 +198,17 @@ class Trainer:
                 logits_fake, fmap_fake = st.disc(y)
                 with torch.no_grad():
                     _, fmap_real = st.disc(x)
-            losses["adv"] = hinge_generator_loss([l.float() for l in logits_fake])
+            losses["adv"] = generator_adversarial_loss([l.float() for l in logits_fake], self.adv_form)
             losses["feat"] = feature_matching_loss([[f.float() for f in s] for s in fmap_real],
                                                    [[f.float() for f in s] for s in fmap_fake])
         st.opt_g.zero_grad(set_to_none=True)
         penalty = out.penalty.float() if torch.is_tensor(out.penalty) else torch.zeros((), device=self.device)
-        if penalty.requires_grad:
-            penalty.backward(retain_graph=True)
-        st.balancer.backward(losses, y)
+        st.balancer.backward(losses, y, extra=penalty)  # one backward pass: DDP marks each parameter once
         st.opt_g.step()
+        if self.dist.enabled:
+            sync_buffers(_unwrap(st.model))
+        if st.ema is not None:
+            st.ema.update(_unwrap(st.model))
         st.step += 1
         m = {k: float(v.detach()) for k, v in losses.items()}
         m["d_loss"] = float(d_loss.detach())
@@ -201,7 +227,7 @@ class Trainer:
         """Reconstruction metrics on the fixed validation segments; returns one example pair."""
         from .losses import l1_time, si_snr
 
-        model = _unwrap(self.state.model)
+        model = self.eval_model()
         was = model.training
         model.eval()
         tot: dict[str, float] = {}
@@ -224,10 +250,19 @@ class Trainer:
         res["val_loss"] = self.weights["l1"] * res["val_l1"] + self.weights["mel"] * res["val_mel"]
         return res, example
 
+    def eval_model(self) -> nn.Module:
+        """The generator that validation, samples and the best checkpoint's score use: the EMA
+        weights when ``optim.ema.use``, else the trained ones."""
+        st = self.state
+        return st.ema.module if st.ema is not None else _unwrap(st.model)
+
     # -- checkpoints ------------------------------------------------------------------------------
     def _container(self) -> nn.Module:
         st = self.state
-        return nn.ModuleDict({"generator": _unwrap(st.model), "discriminator": _unwrap(st.disc)})
+        parts = {"generator": _unwrap(st.model), "discriminator": _unwrap(st.disc)}
+        if st.ema is not None:
+            parts["generator_ema"] = st.ema.module
+        return nn.ModuleDict(parts)
 
     def save(self, epoch: int, score: float) -> Any:
         st = self.state
@@ -235,7 +270,8 @@ class Trainer:
             self._container(), epoch, score, optimizer=st.opt_g, model_name=NAME,
             early_stopping=st.early, metadata={"config": OmegaConf.to_container(self.cfg, resolve=True)},
             extra={"opt_d": st.opt_d.state_dict(), "balancer": st.balancer.state_dict(),
-                   "history": st.tracker.state_dict(), "step": st.step})
+                   "history": st.tracker.state_dict(), "step": st.step,
+                   **({"ema": st.ema.state_dict()} if st.ema is not None else {})})
 
     def maybe_resume(self, resume: bool) -> None:
         st = self.state
@@ -255,6 +291,8 @@ class Trainer:
         if extra.get("history"):
             st.tracker.load_state_dict(extra["history"])
         st.step = int(extra.get("step", 0))
+        if st.ema is not None:
+            st.ema.load_state_dict(extra["ema"])
         st.start_epoch = int(info["epoch"]) + 1
         log.info("resumed from %s at epoch %d", last, st.start_epoch)
 

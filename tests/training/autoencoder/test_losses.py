@@ -92,6 +92,18 @@ def test_discriminator_rejects_bad_input() -> None:
 # Adversarial losses
 
 
+def test_generator_adversarial_loss_forms() -> None:
+    from training.autoencoder.losses import generator_adversarial_loss
+
+    logits = [torch.tensor([2.0, 0.0, -1.0]), torch.tensor([[0.5]])]
+    # hinge2 (the paper): mean(relu(1 - D)) per scale = (0 + 1 + 2)/3 and 0.5 → 0.75
+    assert float(generator_adversarial_loss(logits, "hinge2")) == pytest.approx(0.75)
+    # hinge (AudioCraft's default): mean(-D) per scale = -1/3 and -0.5 → -5/12
+    assert float(generator_adversarial_loss(logits, "hinge")) == pytest.approx(-5 / 12)
+    with pytest.raises(ValueError, match="hinge2"):
+        generator_adversarial_loss(logits, "mse")
+
+
 def test_hinge_generator_loss_hand_computed() -> None:
     # scale 1: relu(1 - [2, 0, -1]) = [0, 1, 2] -> 1;  scale 2: relu(1 - 0.5) = 0.5;  mean 0.75
     loss = hinge_generator_loss([torch.tensor([2.0, 0.0, -1.0]), torch.tensor([[0.5]])])
@@ -392,3 +404,23 @@ def test_generator_step_with_discriminator_losses_and_balancer() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in gen.parameters())
     shares = [balancer.metrics[f"share_{k}"] for k in losses]
     assert shares == pytest.approx([0.1 / 7.1, 1.0 / 7.1, 3.0 / 7.1, 3.0 / 7.1], abs=1e-4)
+
+
+def test_balancer_extra_loss_joins_the_single_backward() -> None:
+    """``extra=`` (the commitment penalty) gives the same gradients as a separate backward before
+    the balanced one — in one pass, which is what DDP needs."""
+    def grads(separate: bool) -> torch.Tensor:
+        w = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+        y = w[None, :] * torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.25, -1.0]])
+        penalty = (w ** 2).sum()
+        bal = Balancer({"a": 1.0, "b": 3.0})
+        losses = {"a": y.abs().mean(), "b": (y ** 2).mean()}
+        if separate:
+            penalty.backward(retain_graph=True)
+            bal.backward(losses, y)
+        else:
+            bal.backward(losses, y, extra=penalty)
+        return w.grad
+
+    joint = grads(False)
+    assert torch.allclose(joint, grads(True)) and joint.abs().sum() > 0

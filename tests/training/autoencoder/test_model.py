@@ -267,6 +267,38 @@ def test_quantizer_dropout_varies_in_train_and_uses_all_in_eval() -> None:
         assert out.metrics["active_quantizers"] == 4 and out.codes.shape[1] == 4
 
 
+def test_quantizer_dropout_draws_from_the_bandwidth_set() -> None:
+    """EnCodec: a training batch uses a bandwidth of the set, i.e. one of its codebook counts."""
+    torch.manual_seed(0)
+    rvq = tiny_rvq(q_dropout=True, dropout_n_q=[4, 2]).train()
+    seen = {int(rvq(latent(seed=i)).codes.shape[1]) for i in range(30)}
+    assert seen == {2, 4}
+    with pytest.raises(ValueError, match="dropout_n_q"):
+        tiny_rvq(dropout_n_q=[5])
+
+
+def test_dropout_codebook_counts_follow_encodec_bandwidths() -> None:
+    from training.autoencoder.model import dropout_codebook_counts
+
+    paper = [1.5, 3.0, 6.0, 12.0, 24.0]
+    assert dropout_codebook_counts(paper, n_q=8, bins=1024, frame_rate=75.0) == (2, 4, 8)
+    assert dropout_codebook_counts(paper, n_q=32, bins=1024, frame_rate=75.0) == (2, 4, 8, 16, 32)
+    # above the model's maximum means all codebooks (a small test model keeps working)
+    assert dropout_codebook_counts(paper, n_q=2, bins=16, frame_rate=75.0) == (2,)
+    with pytest.raises(AutoencoderConfigError, match="empty"):
+        dropout_codebook_counts([], n_q=8, bins=1024, frame_rate=75.0)
+    with pytest.raises(AutoencoderConfigError, match="positive"):
+        dropout_codebook_counts([0.0], n_q=8, bins=1024, frame_rate=75.0)
+    # the project config: 8 codebooks of 1024 at 75 Hz train on 1.5, 3 and 6 kbps; k-means 50 iterations
+    from training.autoencoder.config import load_config, model_config
+
+    cfg = load_config("1ch", ["model.seanet.n_filters=4", "model.seanet.dimension=16", "model.quantizer=rvq"])
+    q = build_autoencoder(model_config(cfg)).quantizer
+    assert q is not None and q.dropout_n_q == (2, 4, 8)
+    assert {layer.kmeans_iters for layer in q.layers} == {50}
+    assert tiny_rvq().dropout_n_q is None  # the class default stays AudioCraft's uniform 1..n_q
+
+
 def test_state_dict_round_trip_reproduces_codes_exactly() -> None:
     torch.manual_seed(0)
     cfg = tiny_cfg(1, "rvq", q_dropout=True)

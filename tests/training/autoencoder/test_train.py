@@ -105,3 +105,25 @@ def test_paper_defaults() -> None:
     assert (one.losses.l1, one.losses.mel, one.losses.adv, one.losses.feat) == (0.1, 1.0, 3.0, 3.0)
     assert list(one.discriminator.n_ffts) == [1024, 2048, 512, 256, 128] and one.model.quantizer is None
     assert (one.channels, many.channels) == (1, 32)
+
+
+def test_slope_pad_mode_and_adversarial_form_are_config_keys(tmp_path: Path) -> None:
+    """Issue 15 item 6: defaults unchanged (0.2, reflect, hinge2 = the paper's ℓg), each overridable."""
+    import torch
+
+    from training.autoencoder.train import Trainer, _unwrap
+    from workflow.errors import UsageError
+
+    one = load_config("1ch")
+    assert (one.discriminator.negative_slope, one.model.seanet.pad_mode, one.losses.adv_loss) == \
+        (0.2, "reflect", "hinge2")
+    tiny = ["model.seanet.n_filters=4", "model.seanet.dimension=8", "model.seanet.lstm=0",
+            "discriminator.filters=4", "discriminator.n_ffts=[128]"]
+    cfg = load_config("1ch", [*tiny, "discriminator.negative_slope=0.3", "model.seanet.pad_mode=constant",
+                              "losses.adv_loss=hinge"])
+    t = Trainer(cfg, tmp_path, torch.device("cpu"))
+    slopes = {m.negative_slope for m in _unwrap(t.state.disc).modules() if isinstance(m, torch.nn.LeakyReLU)}
+    pads = {m.pad_mode for m in _unwrap(t.state.model).modules() if hasattr(m, "pad_mode")}
+    assert slopes == {0.3} and pads == {"constant"} and t.adv_form == "hinge"
+    with pytest.raises(UsageError, match="adv_loss"):
+        load_config("1ch", ["losses.adv_loss=mse"])
