@@ -57,6 +57,7 @@ def load_config(mode: str, overrides: Sequence[str] = (), config_dir: Path | str
         raise UsageError(f"{files[1]} sets mode={cfg.mode!r}, expected {mode!r}")
     if cfg.model.quantizer not in (None, "rvq"):
         raise UsageError(f"model.quantizer must be null or rvq, got {cfg.model.quantizer!r}")
+    mel_settings(cfg)  # a bad losses.mel_loss fails here, before any data is read
     return cfg
 
 
@@ -65,3 +66,15 @@ def model_config(cfg: DictConfig) -> dict[str, Any]:
     m = OmegaConf.to_container(cfg.model, resolve=True)
     return {"channels": int(cfg.channels), "sample_rate": int(cfg.sample_rate), "seanet": m["seanet"],
             "quantizer": m["quantizer"], "rvq": m["rvq"]}
+
+
+def mel_settings(cfg: DictConfig) -> dict[str, Any]:
+    """:class:`~training.autoencoder.losses.MultiScaleMelLoss` keywords from ``losses.mel_loss``."""
+    from .losses import mel_loss_settings
+
+    section = OmegaConf.to_container(cfg.losses.mel_loss, resolve=True)
+    preset = section.pop("preset")
+    try:
+        return mel_loss_settings(str(preset), **section)
+    except ValueError as exc:
+        raise UsageError(f"losses.mel_loss: {exc}") from None
