@@ -57,6 +57,10 @@ def test_short_run_lowers_validation_loss(audio_dir: Path, tmp_path: Path, capsy
     for key in ("l1", "mel", "adv", "feat", "d_loss", "val_si_snr", "val_mel", "val_l1"):
         assert key in h and all(math.isfinite(v) for v in h[key]), key
     assert any(k.startswith("balancer_share") for k in h)  # per-loss gradient shares are logged
+    # val_loss term by term; the default (paper) mel preset's 7 scales reach the trainer's loss.
+    assert h["val_loss"] == pytest.approx([a + b for a, b in zip(h["val_loss_l1"], h["val_loss_mel"])])
+    scales = [f"val_mel_n{2 ** i}" for i in range(5, 12)]
+    assert h["val_mel"] == pytest.approx([sum(v) for v in zip(*(h[k] for k in scales))])
     assert (run / "checkpoints" / "autoencoder_best.pt").is_file()
     assert (run / "samples" / "epoch0002_recon.wav").is_file() and (run / "samples" / "epoch0002_spectrogram.png").is_file()
     rec, sr = sf.read(run / "samples" / "epoch0002_recon.wav")
