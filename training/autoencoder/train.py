@@ -372,6 +372,12 @@ def end_epoch(t: Trainer, val_loader: Any, logger: ExperimentLogger, epoch: int,
     Returns True when early stopping ends the run."""
     st, out = t.state, t.out
     val, example = t.validate(val_loader)
+    if _unwrap(st.model).quantizer is not None:  # codec-grade metrics per bandwidth and codebook level
+        from .evaluate import evaluate_bandwidths, flat_metrics, write_bandwidth_report
+
+        bw_report = evaluate_bandwidths(_unwrap(st.model), val_loader, t.device)
+        write_bandwidth_report(bw_report, out, epoch)
+        val.update(flat_metrics(bw_report))
     st.tracker.update(val)
     stats = st.tracker.end_epoch(epoch)
     logger.log(stats, step=epoch)
@@ -381,7 +387,8 @@ def end_epoch(t: Trainer, val_loader: Any, logger: ExperimentLogger, epoch: int,
     saved = t.save(epoch, val["val_loss"])
     st.tracker.save_to_json(out / "metrics.json")
     with contextlib.suppress(Exception):
-        st.tracker.plot_metrics(["val_loss", "val_mel", "val_l1"], save_path=out / "metrics.png")
+        per_bw = [k for k in val if k.startswith("val_nq") and k.endswith("_mel")]
+        st.tracker.plot_metrics(["val_loss", "val_mel", "val_l1", *per_bw], save_path=out / "metrics.png")
     log.info("epoch %d: %s%s", epoch, json.dumps({k: round(v, 5) for k, v in val.items()}),
              " (best)" if getattr(saved, "is_best", False) else "")
     report(f"epoch {epoch}/{int(t.cfg.optim.epochs)}: val_loss {val['val_loss']:.4f}  "
