@@ -3,8 +3,8 @@
 One step = discriminator hinge step + generator step with the four balanced losses, on random 1 s
 segments already in memory (real training loads data in DataLoader workers); one process per mode.
 
-    python benchmarks/bench_autoencoder.py                                  # CPU, small batches
-    python benchmarks/bench_autoencoder.py --device cuda --batch-1ch 32 --batch-32ch 4   # paper batches
+    python benchmarks/bench_autoencoder.py                  # CPU, small batches (2 mono, 1 x 32ch)
+    python benchmarks/bench_autoencoder.py --device cuda    # GPU: the paper batches, 32 x 1 s mono, 4 x 1 s 32ch
 """
 
 from __future__ import annotations
@@ -51,20 +51,46 @@ def child(mode: str, device: str, batch: int, steps: int, warmup: int, overrides
             "peak_mb": (torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else peak_rss_mb()}
 
 
-def main() -> None:
+# Batches per device kind when --batch-1ch / --batch-32ch are not given: the paper's on a GPU.
+DEFAULT_BATCHES = {"cpu": (2, 1), "cuda": (32, 4)}
+
+
+def check_device(device: str) -> str | None:
+    """Why ``device`` cannot run the benchmark (None when it can): a CUDA device needs a GPU."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return (f"--device {device}: no CUDA GPU is visible to torch (torch {torch.__version__}, "
+                f"built for CUDA {torch.version.cuda}); run it on a GPU machine, or use --device cpu")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        return f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-1ch", type=int, default=2)
-    ap.add_argument("--batch-32ch", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    ap.add_argument("--batch-1ch", type=int, default=None, help="default: 32 on cuda (paper), 2 on cpu")
+    ap.add_argument("--batch-32ch", type=int, default=None, help="default: 4 on cuda (paper), 1 on cpu")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. model.quantizer=rvq")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    kind = "cuda" if args.device.startswith("cuda") else "cpu"
+    args.batch_1ch = args.batch_1ch or DEFAULT_BATCHES[kind][0]
+    args.batch_32ch = args.batch_32ch or DEFAULT_BATCHES[kind][1]
     if args.variant:
         batch = args.batch_1ch if args.variant == "1ch" else args.batch_32ch
         print(json.dumps(child(args.variant, args.device, batch, args.steps, args.warmup, args.overrides)))
-        return
+        return 0
+    problem = check_device(args.device)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     rows = []
     for mode in ("1ch", "32ch"):
         rows.append(run_variant_in_subprocess(Path(__file__), [
@@ -78,7 +104,8 @@ def main() -> None:
          ("gen_mparams", "generator M params"), ("disc_mparams", "discriminator M params"), ("amp", "bf16 AMP"),
          ("peak_mb", "peak MiB")])
     save(f"bench_autoencoder_{args.device.replace(':', '')}", {"rows": rows, "table": table})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("codec")
     g.add_argument("--codec", default="encodec_24khz",
                    help="codec name: encodec_24khz (default), encodec_32khz, encodec_48khz, "
-                        "dac_16khz, dac_24khz, dac_44khz, xcodec")
+                        "dac_16khz, dac_24khz, dac_44khz, xcodec, or seanet (our own trained codec: "
+                        "--weights FILE from `python -m training.autoencoder --out RUN --export FILE`)")
     g.add_argument("--bandwidth", type=float, default=None,
                    help="target bandwidth in kbps; sets the number of codebooks (EnCodec 24 kHz: "
                         "1.5, 3, 6, 12, 24; default: the codec's default, 6.0 for EnCodec 24 kHz)")
@@ -83,9 +84,9 @@ def _expected(spec, args: argparse.Namespace) -> tuple[int, str | None]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     setup_logging(args.verbose)
-    from workflow.codecs import get_spec, load_codec
+    from workflow.codecs import load_codec, resolve_spec
 
-    spec = get_spec(args.codec)
+    spec = resolve_spec(args.codec, args.weights)  # seanet: the geometry of its --weights export
     check_output_not_inside_input(args.input, args.output)
     items = build_items(args.input, args.output, args.extensions, args.suffix, args.recursive)
     if not items:

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-dir", type=Path, default=None,
                    help="folder with base.yaml, 1ch.yaml, 32ch.yaml (default: the repo's configs/autoencoder)")
     p.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    p.add_argument("--export", type=Path, metavar="FILE",
+                   help="write the best checkpoint of the RVQ run in --out as a codec file for "
+                        "`wf-wav2encodec24 --codec seanet --weights FILE`, and exit (no training)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. optim.lr=1e-4 optim.epochs=10 model.quantizer=rvq")
@@ -50,6 +53,14 @@ def _main(argv: list[str] | None) -> int:
     # Intermixed: key=value overrides may come before, between or after the options.
     args = build_parser().parse_intermixed_args(argv)
     setup_logging(args.verbose)
+    if args.export is not None:
+        if args.out is None:
+            raise UsageError("--export FILE needs --out RUN, the training run whose best checkpoint to export")
+        from .export import export_run
+
+        print(f"exported {export_run(args.out, args.export)} (use: wf-wav2encodec24 --codec seanet "
+              f"--weights {args.export} ...)")
+        return 0
     if args.mode is None:
         raise UsageError("choose the channel mode: --1ch (mono) or --32ch (32-channel spatial audio)")
     from .config import load_config

@@ -60,6 +60,7 @@ def load_config(mode: str, overrides: Sequence[str] = (), config_dir: Path | str
     if cfg.losses.adv_loss not in ("hinge2", "hinge"):
         raise UsageError(f"losses.adv_loss must be hinge2 (the paper's relu(1 - D)) or hinge "
                          f"(AudioCraft's -D), got {cfg.losses.adv_loss!r}")
+    mel_settings(cfg)  # a bad losses.mel_loss fails here, before any data is read
     return cfg
 
 
@@ -68,3 +69,15 @@ def model_config(cfg: DictConfig) -> dict[str, Any]:
     m = OmegaConf.to_container(cfg.model, resolve=True)
     return {"channels": int(cfg.channels), "sample_rate": int(cfg.sample_rate), "seanet": m["seanet"],
             "quantizer": m["quantizer"], "rvq": m["rvq"]}
+
+
+def mel_settings(cfg: DictConfig) -> dict[str, Any]:
+    """:class:`~training.autoencoder.losses.MultiScaleMelLoss` keywords from ``losses.mel_loss``."""
+    from .losses import mel_loss_settings
+
+    section = OmegaConf.to_container(cfg.losses.mel_loss, resolve=True)
+    preset = section.pop("preset")
+    try:
+        return mel_loss_settings(str(preset), **section)
+    except ValueError as exc:
+        raise UsageError(f"losses.mel_loss: {exc}") from None

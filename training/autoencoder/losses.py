@@ -13,6 +13,7 @@ import functools
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import librosa
 import numpy as np
@@ -24,6 +25,7 @@ from training.utils import BatchError
 
 __all__ = [
     "LossInputError",
+    "MEL_PRESETS",
     "MelSpectrogram",
     "MultiScaleMelLoss",
     "feature_matching_loss",
@@ -31,7 +33,9 @@ __all__ = [
     "hinge_generator_loss",
     "l1_time",
     "mel_distance",
+    "mel_loss_settings",
     "si_snr",
+    "stft_distance",
 ]
 
 
@@ -154,20 +158,51 @@ class MultiScaleMelLoss(nn.Module):
             for i in self.exponents
         ])
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Loss between estimate ``x`` and reference ``y`` (scalar, float32)."""
+    def terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Each scale's share of :meth:`forward`, keyed by n_fft (they sum to the loss)."""
         _check_same_shape(x, y, "MultiScaleMelLoss")
         n = x.shape[-1]
         both = torch.cat([x.reshape(-1, n), y.reshape(-1, n)])
         m = x.numel() // n
-        loss = torch.zeros((), device=x.device, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+        out = {}
         for alpha, mel in zip(self.alphas, self.mels):
             spec = mel(both)
             sx, sy = spec[:m], spec[m:]
             l1 = (sx - sy).abs().mean()
             log_diff = torch.log10(sx + self.floor_level) - torch.log10(sy + self.floor_level)
-            loss = loss + l1 + alpha * log_diff.square().mean()
-        return loss / self.total if self.normalized else loss
+            term = l1 + alpha * log_diff.square().mean()
+            out[mel.n_fft] = term / self.total if self.normalized else term
+        return out
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Loss between estimate ``x`` and reference ``y`` (scalar, float32)."""
+        return torch.stack(list(self.terms(x, y).values())).sum()
+
+
+# The two named settings of ``losses.mel_loss.preset`` (values and sources: configs/autoencoder/
+# base.yaml and README.md, "Losses"); ``scales`` are inclusive exponents, n_fft = 2**i.
+MEL_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"scales": (5, 11), "alphas": False, "normalized": True, "f_min": 0.0, "n_mels": 64},
+    "audiocraft": {"scales": (6, 10), "alphas": False, "normalized": True, "f_min": 64.0, "n_mels": 64},
+}
+
+
+def mel_loss_settings(preset: str = "paper", **overrides: Any) -> dict[str, Any]:
+    """A preset's :class:`MultiScaleMelLoss` settings with the non-None ``overrides`` applied.
+
+    Returns ``{"range_", "alphas", "normalized", "f_min", "n_mels"}`` (constructor keywords).
+    """
+    if preset not in MEL_PRESETS:
+        raise ValueError(f"unknown mel loss preset {preset!r}; choose one of {', '.join(MEL_PRESETS)}")
+    unknown = set(overrides) - set(MEL_PRESETS[preset])
+    if unknown:
+        raise ValueError(f"unknown mel loss setting(s) {sorted(unknown)}; known: {', '.join(MEL_PRESETS[preset])}")
+    s = {**MEL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    scales = tuple(int(i) for i in s["scales"])
+    if len(scales) != 2:
+        raise ValueError(f"mel loss scales must be [lo, hi] (inclusive exponents of 2), got {s['scales']!r}")
+    return {"range_": scales, "alphas": bool(s["alphas"]), "normalized": bool(s["normalized"]),
+            "f_min": float(s["f_min"]), "n_mels": int(s["n_mels"])}
 
 
 def mel_distance(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int = 24000,
@@ -188,6 +223,28 @@ def mel_distance(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: i
         mel = MelSpectrogram(sample_rate, n_fft=int(n_fft), n_mels=n_mels).to(estimate.device)
         spec = torch.log10(mel(both) + floor_level)
         dists.append((spec[:m] - spec[m:]).abs().mean())
+    return torch.stack(dists).mean()
+
+
+def stft_distance(estimate: torch.Tensor, reference: torch.Tensor, n_ffts: Sequence[int] = (512, 1024, 2048),
+                  eps: float = 1e-7) -> torch.Tensor:
+    """Evaluation metric: multi-resolution STFT distance (Yamamoto et al., 2020, Parallel WaveGAN).
+
+    Per scale (Hann window n_fft, hop n_fft // 4): spectral convergence ``‖|Y| − |X|‖_F / ‖|Y|‖_F``
+    plus ``mean|log|Y| − log|X||``; averaged over scales. 0 means identical; lower is better.
+    """
+    _check_same_shape(estimate, reference, "stft_distance")
+    n = estimate.shape[-1]
+    est = estimate.reshape(-1, n).float()
+    ref = reference.reshape(-1, n).float()
+    dists = []
+    for n_fft in n_ffts:
+        window = torch.hann_window(int(n_fft), device=est.device)
+        mags = [torch.stft(_pad_to_full_frames(t, int(n_fft), int(n_fft) // 4), int(n_fft), int(n_fft) // 4,
+                           window=window, center=False, return_complex=True).abs() for t in (est, ref)]
+        sc = torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1]).clamp_min(eps)
+        log_mag = (torch.log(mags[0] + eps) - torch.log(mags[1] + eps)).abs().mean()
+        dists.append(sc + log_mag)
     return torch.stack(dists).mean()
 
 

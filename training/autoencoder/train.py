@@ -33,7 +33,7 @@ from training.core import (
 from training.core.dist import DistInfo, autocast, autocast_dtype, init_distributed
 from workflow.errors import UsageError
 
-from .config import model_config
+from .config import mel_settings, model_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from .balancer import Balancer
@@ -163,7 +163,7 @@ class Trainer:
         self.cfg, self.out, self.device = cfg, Path(out_dir), device
         self.dist = dist if dist is not None else DistInfo()
         self.state = build_state(cfg, device, self.dist)
-        self.mel = MultiScaleMelLoss(sample_rate=int(cfg.sample_rate)).to(device)
+        self.mel = MultiScaleMelLoss(sample_rate=int(cfg.sample_rate), **mel_settings(cfg)).to(device)
         self.weights = _loss_weights(cfg)
         self.amp_dtype = amp_dtype(cfg, device)
         self.ckpt = CheckpointManager(self.out / "checkpoints", save_best_only=True, verbose=False)
@@ -238,8 +238,9 @@ class Trainer:
             with self._autocast():
                 y = model(x).audio.float()
             b = x.shape[0]
-            vals = {"val_l1": float(l1_time(y, x)), "val_mel": float(self.mel(y, x)),
-                    "val_si_snr": float(si_snr(y, x).mean())}
+            mel_terms = {f"val_mel_n{k}": float(v) for k, v in self.mel.terms(y, x).items()}
+            vals = {"val_l1": float(l1_time(y, x)), "val_mel": sum(mel_terms.values()),
+                    "val_si_snr": float(si_snr(y, x).mean()), **mel_terms}
             for k, v in vals.items():
                 tot[k] = tot.get(k, 0.0) + v * b
             n += b
@@ -247,7 +248,11 @@ class Trainer:
                 example = (x[0].cpu(), y[0].cpu())
         model.train(was)
         res = {k: v / max(n, 1) for k, v in tot.items()}
-        res["val_loss"] = self.weights["l1"] * res["val_l1"] + self.weights["mel"] * res["val_mel"]
+        # The selection metric (best checkpoint, early stopping): val_loss = λt·val_l1 + λf·val_mel,
+        # logged term by term (val_loss_l1, val_loss_mel; val_mel_n<n_fft> splits the mel term).
+        res["val_loss_l1"] = self.weights["l1"] * res["val_l1"]
+        res["val_loss_mel"] = self.weights["mel"] * res["val_mel"]
+        res["val_loss"] = res["val_loss_l1"] + res["val_loss_mel"]
         return res, example
 
     def eval_model(self) -> nn.Module:
@@ -405,6 +410,12 @@ def end_epoch(t: Trainer, val_loader: Any, logger: ExperimentLogger, epoch: int,
     Returns True when early stopping ends the run."""
     st, out = t.state, t.out
     val, example = t.validate(val_loader)
+    if _unwrap(st.model).quantizer is not None:  # codec-grade metrics per bandwidth and codebook level
+        from .evaluate import evaluate_bandwidths, flat_metrics, write_bandwidth_report
+
+        bw_report = evaluate_bandwidths(t.eval_model(), val_loader, t.device)  # the EMA weights when on
+        write_bandwidth_report(bw_report, out, epoch)
+        val.update(flat_metrics(bw_report))
     st.tracker.update(val)
     stats = st.tracker.end_epoch(epoch)
     logger.log(stats, step=epoch)
@@ -414,7 +425,8 @@ def end_epoch(t: Trainer, val_loader: Any, logger: ExperimentLogger, epoch: int,
     saved = t.save(epoch, val["val_loss"])
     st.tracker.save_to_json(out / "metrics.json")
     with contextlib.suppress(Exception):
-        st.tracker.plot_metrics(["val_loss", "val_mel", "val_l1"], save_path=out / "metrics.png")
+        per_bw = [k for k in val if k.startswith("val_nq") and k.endswith("_mel")]
+        st.tracker.plot_metrics(["val_loss", "val_mel", "val_l1", *per_bw], save_path=out / "metrics.png")
     log.info("epoch %d: %s%s", epoch, json.dumps({k: round(v, 5) for k, v in val.items()}),
              " (best)" if getattr(saved, "is_best", False) else "")
     report(f"epoch {epoch}/{int(t.cfg.optim.epochs)}: val_loss {val['val_loss']:.4f}  "

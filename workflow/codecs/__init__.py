@@ -14,6 +14,7 @@ from ..errors import CodecBackendError, CodecError, DeviceError, UsageError, Wei
 from .random_weights import RANDOM_SEED, _condition_encodec_latents, _quantizer_input, _randomize_codebooks
 from .registry import CODECS, DEFAULT_CODEC, CodecSpec, build_config, codec_names, get_spec
 from .runtime import Codec, Encoded
+from .seanet import resolve_spec
 from .weights import convert_meta_encodec_state_dict, load_codec
 
 # The private names above are re-exported for tests. To monkeypatch a helper, patch it in the
@@ -36,5 +37,6 @@ __all__ = [
     "convert_meta_encodec_state_dict",
     "get_spec",
     "load_codec",
+    "resolve_spec",
     "resolve_device",
 ]

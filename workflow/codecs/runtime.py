@@ -116,6 +116,16 @@ class _HFDac(_Adapter):
         return out.unsqueeze(1) if out.dim() == 2 else out
 
 
+class _Seanet(_Adapter):
+    """Our own trained SEANet + RVQ codec: a TorchScript export (``workflow/codecs/seanet.py``)."""
+
+    def encode(self, x):
+        return self.model.encode(x, self.num_codebooks)
+
+    def decode(self, codes):
+        return self.model.decode(codes)
+
+
 class _HFXcodec(_Adapter):
     pad_sensitive = True  # HuBERT: group norm over time and full attention see any padding
 
@@ -171,7 +181,8 @@ class Codec:
         self.context_seconds = context_seconds
         self.windows_per_batch = windows_per_batch
         adapter_cls = {("encodec", "transformers"): _HFEncodec, ("encodec", "encodec"): _MetaEncodec,
-                       ("dac", "transformers"): _HFDac, ("xcodec", "transformers"): _HFXcodec}
+                       ("dac", "transformers"): _HFDac, ("xcodec", "transformers"): _HFXcodec,
+                       ("seanet", "torchscript"): _Seanet}
         self._adapter = adapter_cls[(spec.family, backend)](model, spec, self.bandwidth, self.num_codebooks)
 
     def __repr__(self) -> str:

@@ -23,6 +23,7 @@ from ..errors import CodecBackendError, CodecError, UsageError, WeightsNotFoundE
 from .random_weights import _load_random, _randomize_codebooks, _seeded_random
 from .registry import DEFAULT_CODEC, CodecSpec, _check_config, _model_classes, build_config, get_spec
 from .runtime import Codec
+from .seanet import is_seanet, load_seanet
 
 if TYPE_CHECKING:  # torch is imported lazily so that `--help` and the registry stay fast
     import torch
@@ -357,8 +358,10 @@ def expected_weights_id(name: str = DEFAULT_CODEC, weights: str | os.PathLike = 
     """The provenance :func:`load_codec` would record, found without loading a model (for s2's
     ``--dry-run``/``--list-missing``). A hub id without ``@commit`` means "not cached yet" (any
     commit of that repo matches, see :func:`weights_match`); ``None``: not knowable before loading."""
-    spec = get_spec(name)
     w = os.fspath(weights) if isinstance(weights, os.PathLike) else str(weights)
+    if is_seanet(name):  # our own export: its provenance is the file's hash
+        return "sha256:" + _hash_files([Path(w)]) if Path(w).is_file() else None
+    spec = get_spec(name)
     if w == "random":
         return "random"
     if backend == "encodec":
@@ -412,6 +415,11 @@ def load_codec(
     ``config_overrides`` tweak the config of random/checkpoint models (e.g. smaller test models);
     they may not change the token geometry.
     """
+    if is_seanet(name):  # our own trained codec: TorchScript export, geometry from the file
+        if backend == "encodec" or config_overrides:
+            raise UsageError("codec seanet takes neither --backend encodec nor config overrides")
+        return load_seanet(weights, device=resolve_device(device), bandwidth=bandwidth,
+                           max_chunk_seconds=max_chunk_seconds)
     spec = get_spec(name)
     bw = spec.check_bandwidth(bandwidth)
     dev = resolve_device(device)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
 
 import librosa
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from training.autoencoder.balancer import Balancer, BalancerError, NonFiniteGradientError
+from training.autoencoder.config import DEFAULT_CONFIG_DIR, load_config, mel_settings
 from training.autoencoder.discriminator import DiscriminatorInputError, MultiScaleSTFTDiscriminator
 from training.autoencoder.losses import (
+    MEL_PRESETS,
     LossInputError,
     MelSpectrogram,
     MultiScaleMelLoss,
@@ -22,7 +26,9 @@ from training.autoencoder.losses import (
     l1_time,
     mel_distance,
     si_snr,
+    stft_distance,
 )
+from workflow.errors import UsageError
 
 SR = 24000
 
@@ -199,6 +205,54 @@ def test_mel_loss_multichannel_is_channels_as_batch_and_differentiable() -> None
     assert value.item() == pytest.approx(flat.item(), rel=1e-5)
     value.backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_mel_presets_match_the_values_written_in_the_config_comment() -> None:
+    # base.yaml documents each preset as one "#   name: key=value ..." line (with its source);
+    # the code's presets must be exactly those values, so the comment cannot drift from the code.
+    text = (DEFAULT_CONFIG_DIR / "base.yaml").read_text(encoding="utf-8")
+    lines = re.findall(r"^\s*#\s+(\w+):\s+(scales=.*)$", text, flags=re.M)
+    written = {name: {k: yaml.safe_load(v) for k, v in re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", rest)}
+               for name, rest in lines}
+    assert set(written) == set(MEL_PRESETS) == {"paper", "audiocraft"}
+    for name, values in MEL_PRESETS.items():
+        assert {**values, "scales": list(values["scales"])} == written[name], name
+    assert written["paper"] == {"scales": [5, 11], "alphas": False, "normalized": True, "f_min": 0, "n_mels": 64}
+    assert written["audiocraft"] == {"scales": [6, 10], "alphas": False, "normalized": True, "f_min": 64,
+                                     "n_mels": 64}
+
+
+def test_mel_loss_config_reaches_the_loss() -> None:
+    paper = MultiScaleMelLoss(**mel_settings(load_config("1ch")))  # the default preset
+    assert [m.n_fft for m in paper.mels] == [32, 64, 128, 256, 512, 1024, 2048]
+    assert paper.alphas == [1.0] * 7 and paper.normalized and paper.mels[0].normalized
+    ac = MultiScaleMelLoss(**mel_settings(load_config("1ch", ["losses.mel_loss.preset=audiocraft"])))
+    assert [m.n_fft for m in ac.mels] == [64, 128, 256, 512, 1024] and ac.mels[0].n_mels == 64
+    # f_min 64 Hz: at n_fft 1024 (23.4 Hz bins) no filter reaches below bin 2; with f_min 0 one does.
+    assert float(ac.mels[-1].mel_fb[:, :3].sum()) == 0.0 and float(paper.mels[-2].mel_fb[:, :3].sum()) > 0
+    own = mel_settings(load_config("1ch", ["losses.mel_loss.scales=[6,8]", "losses.mel_loss.alphas=true",
+                                           "losses.mel_loss.n_mels=32", "losses.mel_loss.f_min=100"]))
+    assert own == {"range_": (6, 8), "alphas": True, "normalized": True, "f_min": 100.0, "n_mels": 32}
+    with pytest.raises(UsageError, match="paper, audiocraft"):
+        load_config("1ch", ["losses.mel_loss.preset=papr"])
+
+
+def test_mel_loss_terms_sum_to_the_loss() -> None:
+    loss = MultiScaleMelLoss(range_=(5, 8), normalized=True)
+    x, y = _tone(), _tone(freq=550.0)
+    terms = loss.terms(x, y)
+    assert list(terms) == [32, 64, 128, 256] and all(v.item() > 0 for v in terms.values())
+    assert loss(x, y).item() == pytest.approx(sum(v.item() for v in terms.values()), rel=1e-6)
+
+
+def test_stft_distance_zero_identical_and_grows_with_noise() -> None:
+    x = _tone()
+    noise = torch.randn_like(x)
+    assert stft_distance(x, x).item() == 0.0
+    values = [stft_distance(x + a * noise, x).item() for a in (0.01, 0.1, 1.0)]
+    assert 0 < values[0] < values[1] < values[2]
+    with pytest.raises(LossInputError):
+        stft_distance(x, x[..., :100])
 
 
 def test_mel_loss_short_input_and_bad_args() -> None:

@@ -57,6 +57,10 @@ def test_short_run_lowers_validation_loss(audio_dir: Path, tmp_path: Path, capsy
     for key in ("l1", "mel", "adv", "feat", "d_loss", "val_si_snr", "val_mel", "val_l1"):
         assert key in h and all(math.isfinite(v) for v in h[key]), key
     assert any(k.startswith("balancer_share") for k in h)  # per-loss gradient shares are logged
+    # val_loss term by term; the default (paper) mel preset's 7 scales reach the trainer's loss.
+    assert h["val_loss"] == pytest.approx([a + b for a, b in zip(h["val_loss_l1"], h["val_loss_mel"])])
+    scales = [f"val_mel_n{2 ** i}" for i in range(5, 12)]
+    assert h["val_mel"] == pytest.approx([sum(v) for v in zip(*(h[k] for k in scales))])
     assert (run / "checkpoints" / "autoencoder_best.pt").is_file()
     assert (run / "samples" / "epoch0002_recon.wav").is_file() and (run / "samples" / "epoch0002_spectrogram.png").is_file()
     rec, sr = sf.read(run / "samples" / "epoch0002_recon.wav")
@@ -74,8 +78,14 @@ def test_resume_continues_exactly_with_rvq(audio_dir: Path, tmp_path: Path) -> N
     # … with it, epoch 2 is exactly the uninterrupted run's epoch 2 (models, optimizers, balancer, RNG).
     assert main([*args, "--out", str(tmp_path / "B"), "optim.epochs=2", "--resume"]) == 0
     a, b = _hist(tmp_path / "A"), _hist(tmp_path / "B")
-    for key in ("mel", "adv", "feat", "d_loss", "val_loss", "penalty"):
+    for key in ("mel", "adv", "feat", "d_loss", "val_loss", "penalty", "val_nq2_mel"):
         assert a[key] == b[key], key
+    # An RVQ run is evaluated per bandwidth (n_q 2 x 4 bits at 75 Hz = 0.6 kbps: every target clamps
+    # to 2 codebooks) and per codebook level, into metrics.json and bandwidths.json/.png.
+    assert {"val_nq2_si_snr", "val_nq2_stft", "val_cb1_perplexity", "val_cb2_usage"} <= set(a)
+    report = json.loads((tmp_path / "A" / "bandwidths.json").read_text())
+    assert report["epoch"] == 2 and [r["n_q"] for r in report["bandwidths"]] == [2]
+    assert (tmp_path / "A" / "bandwidths.png").is_file()
 
 
 def test_32ch_mode_skips_mono_files(audio_dir: Path, tmp_path: Path, capsys) -> None:
