@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -29,6 +30,7 @@ from ..runner import WorkItem, bounded_map
 from ..sidecar_root import MARKER, recorded_cond_root
 from .card import DEFAULT_LICENSE, _dataset_meta, _split_description, _split_meta, render_card
 from .config import BuildConfig, BuildResult, VerifyError, _abs, _recorded
+from .flat import FlatWriter, flat_writer
 from .read import load_dataset_dir, read_dataset_meta
 from .scan import (
     _fail_result, _Row, _scan, _Scanned, _select_usable, _strip_suffix, check_feature_sets,
@@ -340,8 +342,10 @@ def _load(s: _Scanned, embed: bool) -> tuple[_Scanned, Any]:
 
 
 def _write_rows(cfg: BuildConfig, stage_file: Path, split: str, members: list[_Scanned],
-                place: _Placer, schema: pa.Schema) -> tuple[list[_Row], list[tuple[str, str]]]:
-    """Read (with --embed) and place every member, writing Arrow record batches to ``stage_file``."""
+                place: _Placer, schema: pa.Schema, flat: FlatWriter | None = None
+                ) -> tuple[list[_Row], list[tuple[str, str]]]:
+    """Read (with --embed) and place every member, writing Arrow record batches to ``stage_file``
+    (and, with --embed, the same arrays to the split's flat buffers)."""
     import pyarrow as pa
 
     wav = cfg.wav_root is not None
@@ -371,6 +375,8 @@ def _write_rows(cfg: BuildConfig, stage_file: Path, split: str, members: list[_S
             row = place(s)
             if payload is not None:
                 row.codes, row.cond_values = payload
+                if flat is not None:
+                    flat.add(row.codes, row.cond_values)
                 batch_bytes += row.codes.nbytes + (0 if row.cond_values is None else row.cond_values.nbytes)
             rows.append(row)
             batch.append(row)
@@ -391,7 +397,8 @@ def _write_split(cfg: BuildConfig, staged: Path, split: str, members: list[_Scan
     features = dataset_features(wav=cfg.wav_root is not None, embed=cfg.embed)
     stage_file = staged / f".{split}{TMP_MARKER}rows.arrow"
     place = _Placer(cfg, staged, split, owners, old_meta)
-    rows, problems = _write_rows(cfg, stage_file, split, members, place, features.arrow_schema)
+    with flat_writer(staged / split) if cfg.embed else contextlib.nullcontext() as flat:
+        rows, problems = _write_rows(cfg, stage_file, split, members, place, features.arrow_schema, flat)
     info = datasets.DatasetInfo(features=features)
     ds = datasets.Dataset.from_file(str(stage_file), info=info, split=datasets.NamedSplit(split))
     # datasets writes no data file for an empty split (and cannot load that back): force one shard

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from .. import sidecar
 from ..errors import DatasetError, WorkflowError
+from .flat import verify_flat
 from .read import load_dataset_dir, read_dataset_meta, read_token_header, resolve_path
 
 if TYPE_CHECKING:  # datasets takes ~1 s to import: only functions that need it import it
@@ -95,7 +96,7 @@ def verify_dataset(dataset_dir: Path | str, splits: Sequence[str] | None = None,
 
     Checks that every referenced file exists (links resolve), that each `.ecdc` header agrees
     with its row (frames, codebooks), that each sidecar has one row per token frame, and that
-    embedded columns have the row's shape.
+    embedded columns have the row's shape, and that the flat buffers (if any) equal them.
     """
     dataset_dir = Path(dataset_dir)
     try:
@@ -117,6 +118,7 @@ def verify_dataset(dataset_dir: Path | str, splits: Sequence[str] | None = None,
         table = ds.with_format("arrow")[:]
         plain = table.select(path_cols).to_pylist()
         shapes = _embedded_shapes(table)
+        problems.extend(verify_flat(dataset_dir / split, table))
         with cf.ThreadPoolExecutor(max(1, workers)) as pool:
             results = pool.map(lambda a: _verify_row(dataset_dir, split, *a), zip(plain, shapes))
             for res in tqdm(results, total=len(plain), desc=f"verify {split}", unit="file",
