@@ -207,6 +207,7 @@ class TokenCondDataset(Dataset):
                                f"that the dataset meta does not describe; rebuild it with wf-build-dataset")
         self.features = {n: dict(features.get(n) or {}) for n in self.feature_names}
         self._lo, self._span, self._dead = self._ranges()
+        self._any_dead = bool(self._dead.any())
 
         handle = self._open()  # checks the split now, in the calling process
         names = set(handle.table.column_names)
@@ -257,8 +258,17 @@ class TokenCondDataset(Dataset):
             handle.flat = open_flat(self.dataset_dir / self.split)
             if handle.flat is not None:
                 check_flat(handle.flat, table)
+                self._check_flat_features(handle.flat)
         self._handle = handle
         return handle
+
+    def _check_flat_features(self, flat: FlatSplit) -> None:
+        d, t = flat.index[:, 4], flat.index[:, 2]
+        bad = (d >= 0) & (d != self.num_features) & (t > 0)
+        if bad.any():
+            raise DatasetError(f"{flat.folder}: {int(bad.sum())} row(s) have cond values with other than "
+                               f"the dataset's {self.num_features} features; rebuild the split with "
+                               "wf-build-dataset --embed")
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -405,7 +415,7 @@ class TokenCondDataset(Dataset):
         if cond.shape[1] == 0:
             return np.array(cond, dtype=np.float32)
         out = (np.asarray(cond, dtype=np.float32) - self._lo) / self._span
-        if self._dead.any():
+        if self._any_dead:
             out[:, self._dead] = 0.0  # max == min: no information, a constant 0
         if self.clip:
             np.clip(out, 0.0, 1.0, out=out)
@@ -428,7 +438,15 @@ class TokenCondDataset(Dataset):
                 "codes": torch.from_numpy(c), "cond": torch.from_numpy(v)}
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
-        codes, cond, row = self.read_item(idx)
+        h = self._open()
+        if h.flat is not None:  # the hot path: shapes were checked against the Arrow rows at open
+            i = self._physical(h, idx)
+            codes, cond = h.flat.codes(i), h.flat.cond(i)
+            if cond is None:
+                cond = np.zeros((codes.shape[1], 0), np.float32)
+            row = {"id": h.strings["id"][i]}
+        else:
+            codes, cond, row = self.read_item(idx)
         t = codes.shape[1]
         win = self.window_frames
         if win is None or t <= win:

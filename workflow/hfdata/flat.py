@@ -102,11 +102,11 @@ class FlatSplit:
         return int(self.index.shape[0])
 
     def codes(self, i: int) -> np.ndarray:
-        off, k, t = (int(x) for x in self.index[i, :3])
+        off, k, t = self.index[i, :3].tolist()
         return self.codes_buf[off:off + k * t].reshape(k, t)
 
     def cond(self, i: int) -> np.ndarray | None:
-        t, off, d = (int(x) for x in self.index[i, 2:])
+        t, off, d = self.index[i, 2:].tolist()
         if d < 0:
             return None
         return self.cond_buf[off:off + t * d].reshape(t, d)
