@@ -256,6 +256,46 @@ def test_embed_codes_and_cond_values_are_exact(token_copy) -> None:
     assert hfdata.verify_dataset(out) == []
 
 
+def test_embed_writes_flat_buffers_that_equal_the_arrow_columns(token_copy) -> None:
+    from workflow.hfdata.flat import CODES_FILE, FLAT_DIR, INDEX_FILE, open_flat
+
+    tokens = token_copy["tokens"]
+    add_sidecars(tokens, skip=1)
+    out = token_copy["root"] / "ds"
+    build(tokens, out, embed=True, split_ratios=RATIOS)
+    dd = datasets.load_from_disk(str(out))  # the flat buffers are an addition the loader ignores
+    checked = 0
+    for split, ds in dd.items():
+        flat = open_flat(out / split)
+        assert flat is not None and flat.rows == len(ds)
+        arrow = ds.with_format("arrow")
+        for i in range(len(ds)):
+            want = hfdata.arrow_row_to_numpy(arrow[i])
+            assert flat.codes(i).dtype == np.int16 and np.array_equal(flat.codes(i), want["codes"])
+            if want["cond_values"] is None:
+                assert flat.cond(i) is None
+            else:
+                assert flat.cond(i).dtype == np.float32 and np.array_equal(flat.cond(i), want["cond_values"])
+            checked += 1
+    assert checked == len(token_files(tokens))
+    assert hfdata.verify_dataset(out) == []
+    # one changed code, then a truncated buffer: verify names the split's flat buffers
+    split = next(s for s in dd if len(dd[s]))
+    codes_path = out / split / FLAT_DIR / CODES_FILE
+    raw = bytearray(codes_path.read_bytes())
+    raw[0] ^= 1
+    codes_path.write_bytes(bytes(raw))
+    problems = hfdata.verify_dataset(out)
+    assert len(problems) == 1 and "flat token buffers" in problems[0] and "codes" in problems[0]
+    codes_path.write_bytes(bytes(raw[:-2]))
+    with pytest.raises(DatasetError, match="damaged"):
+        open_flat(out / split)
+    assert any("damaged" in p for p in hfdata.verify_dataset(out))
+    # a plain build writes none
+    build(tokens, token_copy["root"] / "plain")
+    assert not (token_copy["root"] / "plain" / "train" / FLAT_DIR / INDEX_FILE).exists()
+
+
 # -- splits ---------------------------------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
 @given(ids=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=20), seed=st.integers(0, 2**31))

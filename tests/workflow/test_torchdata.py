@@ -228,3 +228,40 @@ def test_large_sidecars_are_memory_mapped_with_the_same_result(built, monkeypatc
     for i, want in enumerate(expected):
         got = mapped.window(i, 9, WINDOW)
         assert torch.equal(got["codes"], want["codes"]) and torch.equal(got["cond"], want["cond"])
+
+
+def test_flat_buffers_are_the_fast_path_and_are_checked(built, tmp_path):
+    import json
+
+    from workflow.hfdata.flat import FLAT_DIR, INDEX_FILE, INFO_FILE
+
+    ds = TokenCondDataset(built["embedded"], "train", window_frames=WINDOW)
+    assert ds._open().flat is not None
+    arrow_only = tmp_path / "arrow_only"
+    shutil.copytree(built["embedded"], arrow_only, symlinks=True)
+    shutil.rmtree(arrow_only / "train" / FLAT_DIR)
+    old = TokenCondDataset(arrow_only, "train", window_frames=WINDOW)
+    assert old._open().flat is None  # datasets built before the flat buffers are still read
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a = [ds[i] for i in range(len(ds))]
+        torch.manual_seed(seed)
+        b = [old[i] for i in range(len(old))]
+        for x, y in zip(a, b):
+            assert x["id"] == y["id"] and x["start"] == y["start"] and x["length"] == y["length"]
+            assert torch.equal(x["codes"], y["codes"]) and torch.equal(x["cond"], y["cond"])
+    assert ds.read_item(1)[2] == old.read_item(1)[2]  # same row fields through both readers
+    # an index that disagrees with the Arrow rows is refused when the split is opened
+    bad = tmp_path / "bad"
+    shutil.copytree(built["embedded"], bad)  # links followed: source="files" reads the copies
+    index_path = bad / "train" / FLAT_DIR / INDEX_FILE
+    index = np.load(index_path)
+    index[0, 2] += 1
+    np.save(index_path, index)
+    with pytest.raises(DatasetError, match="disagree with the Arrow rows"):
+        TokenCondDataset(bad, "train")
+    info = json.loads((bad / "train" / FLAT_DIR / INFO_FILE).read_text())
+    (bad / "train" / FLAT_DIR / INFO_FILE).write_text(json.dumps({**info, "version": 99}))
+    with pytest.raises(DatasetError, match="damaged.*rebuild"):
+        TokenCondDataset(bad, "train")
+    assert TokenCondDataset(bad, "train", source="files")[0]["codes"].shape[0] == 8
