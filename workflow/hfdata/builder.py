@@ -38,7 +38,9 @@ from .scan import (
 )
 from .schema import CARD_FILE, META_FILE, REPORTS_DIR, STAGE, _record_batch, dataset_features
 from .splits import assign_split
-from .staging import _carry, _file_mode, _link_or_copy, _place, _quiet_datasets, _recover, _swap_in
+from .staging import (
+    _carry, _DirCache, _file_mode, _link_or_copy, _place, _quiet_datasets, _recover, _swap_in,
+)
 from .verify import verify_dataset
 
 if TYPE_CHECKING:  # datasets takes ~1 s to import: only functions that need it import it
@@ -291,6 +293,7 @@ class _Placer:
     def __init__(self, cfg: BuildConfig, staged: Path, split: str, owners: dict[str, str],
                  old_meta: dict[str, Any] | None):
         self.cfg, self.staged, self.split, self.owners, self.old_meta = cfg, staged, split, owners, old_meta
+        self.dirs = _DirCache()
         self.mine = (_abs(cfg.tokens_dir), _abs(cfg.cond_root) if cfg.cond_root else None,
                      _abs(cfg.wav_root) if cfg.wav_root else None)
 
@@ -327,7 +330,7 @@ class _Placer:
             pairs.append((s.wav_src, wav_rel))
         for src, rel in pairs:
             self.claim(rel)
-            _place(src, out / rel, self.staged / rel, cfg.materialize)
+            _place(src, out / rel, self.staged / rel, cfg.materialize, self.dirs)
         return _Row(s, audio_rel, cond_rel, wav_rel)
 
 

@@ -8,6 +8,7 @@ reads, :func:`check_flat` / :func:`verify_flat` check that the two agree. Layout
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import logging
@@ -45,7 +46,7 @@ class FlatWriter:
     def __init__(self, folder: Path, codes_fh: BinaryIO, cond_fh: BinaryIO):
         self.folder = folder
         self._codes, self._cond = codes_fh, cond_fh
-        self._index: list[tuple[int, int, int, int, int]] = []
+        self._index = array.array("q")  # 40 bytes per row, flat
         self._codes_at = 0
         self._cond_at = 0
 
@@ -56,15 +57,15 @@ class FlatWriter:
         if cond is not None:
             d = int(cond.shape[1]) if cond.ndim == 2 else 0
             self._cond.write(np.ascontiguousarray(cond, dtype=np.float32).tobytes())
-        self._index.append((self._codes_at, k, t, self._cond_at, d))
+        self._index.extend((self._codes_at, k, t, self._cond_at, d))
         self._codes_at += k * t
         self._cond_at += t * max(d, 0) if cond is not None else 0
 
     def finish(self) -> None:
-        index = np.array(self._index, dtype=np.int64).reshape(-1, len(INDEX_COLUMNS))
+        index = np.frombuffer(self._index, dtype=np.int64).reshape(-1, len(INDEX_COLUMNS))
         buf = _npy_bytes(index)
         atomic_write_bytes(self.folder / INDEX_FILE, buf)
-        info = {"version": FLAT_VERSION, "rows": len(self._index), "codes_elements": self._codes_at,
+        info = {"version": FLAT_VERSION, "rows": int(index.shape[0]), "codes_elements": self._codes_at,
                 "cond_elements": self._cond_at, "index_columns": list(INDEX_COLUMNS)}
         atomic_write_text(self.folder / INFO_FILE, json.dumps(info, indent=1) + "\n")
 

@@ -95,17 +95,43 @@ def _carry(src: Path, dst: Path) -> bool:
     return True
 
 
-def _place(src: Path, final: Path, staged: Path, mode: str) -> None:
+class _DirCache:
+    """Per-build memo of folders made in the staging tree and of real folder paths (each costs
+    system calls per file otherwise; a build never changes the folders it links between)."""
+
+    def __init__(self) -> None:
+        self.made: set[Path] = set()
+        self.real: dict[Path, str] = {}
+
+    def mkdir(self, folder: Path) -> None:
+        if folder not in self.made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.made.add(folder)
+
+    def realpath(self, folder: Path) -> str:
+        got = self.real.get(folder)
+        if got is None:
+            got = self.real[folder] = os.path.realpath(_abs(folder))
+        return got
+
+
+def _place(src: Path, final: Path, staged: Path, mode: str, dirs: _DirCache | None = None) -> None:
     """Materialise ``src`` at ``staged``; a link is relative to where it will finally live."""
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    if staged.is_symlink() or staged.exists():
-        staged.unlink()
+    dirs = dirs or _DirCache()
+    dirs.mkdir(staged.parent)
     if mode == "link":
         # relative to the real folders: a symlinked parent of either side must not skew the ``..``
-        target = os.path.join(os.path.realpath(_abs(src.parent)), src.name)
-        os.symlink(os.path.relpath(target, os.path.realpath(_abs(final.parent))), staged)
-    else:
-        shutil.copy2(src, staged)
+        target = os.path.join(dirs.realpath(src.parent), src.name)
+        link = os.path.relpath(target, dirs.realpath(final.parent))
+        try:
+            os.symlink(link, staged)
+        except FileExistsError:  # a kept split's file at the same place: replace it
+            staged.unlink()
+            os.symlink(link, staged)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        staged.unlink()  # never copy through a carried link
+    shutil.copy2(src, staged)
 
 
 @contextlib.contextmanager
