@@ -306,6 +306,39 @@ def upgrade_meta(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
     return {**extra, "schema_version": SCHEMA_VERSION, "features": feats, "upgraded_from": 1}
 
 
+def read_sidecar_header(npy_path: Path | str) -> tuple[int, float, dict[str, FeatureInfo]]:
+    """(frames, fps, features) of a sidecar pair, checked like :func:`read_sidecar`, reading
+    only the ``.npy`` header (about 4x faster: for scans over many files)."""
+    npy_path = Path(npy_path)
+    meta = read_sidecar_meta(npy_path)
+    try:
+        with open(npy_path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape = np.lib.format.read_array_header_1_0(fh)[0]
+            elif version == (2, 0):
+                shape = np.lib.format.read_array_header_2_0(fh)[0]
+            else:  # 3.0 (utf-8 field names): no public header reader
+                shape = np.load(npy_path, mmap_mode="r", allow_pickle=False).shape
+    except FileNotFoundError:
+        raise SidecarError(f"{npy_path}: sidecar array missing (metadata exists); re-run "
+                           "wf-sidecar-init --overwrite for this file") from None
+    except (OSError, ValueError) as exc:
+        raise SidecarError(f"{npy_path}: unreadable sidecar array ({exc}); delete the pair and "
+                           "re-run wf-sidecar-init / wf-sidecar-add") from exc
+    feats: dict[str, FeatureInfo] = meta["features"]
+    if len(shape) != 2 or shape[1] != len(feats):
+        raise SidecarError(f"{npy_path}: array has shape {shape}, expected [T, {len(feats)}] "
+                           f"(features: {', '.join(feats) or 'none'})")
+    if int(meta.get("frames", shape[0])) != shape[0]:
+        raise SidecarError(f"{npy_path}: array has {shape[0]} rows but metadata says {meta['frames']} frames")
+    try:
+        fps = float(meta.get("fps", 0.0))
+    except (TypeError, ValueError):
+        raise SidecarError(f"{npy_path}: fps must be a number, got {meta.get('fps')!r}") from None
+    return int(shape[0]), fps, feats
+
+
 def read_sidecar(npy_path: Path | str, *, mmap: bool = False) -> Sidecar:
     """Read and check a sidecar pair; values come back as float32 ``[T, D]``."""
     npy_path = Path(npy_path)

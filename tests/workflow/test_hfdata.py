@@ -296,6 +296,47 @@ def test_embed_writes_flat_buffers_that_equal_the_arrow_columns(token_copy) -> N
     assert not (token_copy["root"] / "plain" / "train" / FLAT_DIR / INDEX_FILE).exists()
 
 
+def _long_token_files(root: Path, n: int, frames: int = 3000) -> Path:
+    """``n`` random 8-codebook token files of ``frames`` frames, each with a two-feature sidecar."""
+    rng = np.random.default_rng(n)
+    tokens = root / f"long{n}"
+    info = sidecar.FeatureInfo(units="dB")
+    for i in range(n):
+        path = tokens / f"f{i:03d}.ecdc"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ecdc.write_ecdc(path, rng.integers(0, 1024, (8, frames), dtype=np.int16), model="encodec_24khz",
+                        audio_length=frames * 320, bits=10,
+                        extra={"sr": 24000, "fps": 75, "hop": 320, "bw": 6.0, "weights": "random"})
+        sc = sidecar.merge_features(sidecar.empty_sidecar(frames, 75.0, path.name, dtype="float32"), {
+            "a": (rng.normal(size=frames), info), "b": (rng.normal(size=frames), info)})
+        sidecar.write_sidecar(sidecar.sidecar_path_for(path, tokens), sc)
+    return tokens
+
+
+def test_embed_build_memory_does_not_grow_with_the_number_of_files(tmp_path, monkeypatch) -> None:
+    """Arrays are released batch by batch: the traced peak of a 50-file build is about that of a
+    10-file one, while keeping the 40 extra files' arrays would add ~2.9 MB."""
+    import tracemalloc
+
+    from workflow.hfdata import builder
+
+    monkeypatch.setattr(builder, "BATCH_ROWS", 4)
+    small, large = _long_token_files(tmp_path, 10), _long_token_files(tmp_path, 50)
+    per_file = 3000 * 8 * 2 + 3000 * 2 * 4
+    build(small, tmp_path / "warm", embed=True, workers=1)  # imports and caches out of the way
+    peaks = {}
+    for name, tokens in (("small", small), ("large", large)):
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            res = build(tokens, tmp_path / f"ds_{name}", embed=True, workers=1, materialize="none")
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert res.built == {"train": len(list(tokens.glob("*.ecdc")))}
+    assert peaks["large"] - peaks["small"] < 0.25 * 40 * per_file, peaks
+
+
 # -- splits ---------------------------------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
 @given(ids=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=20), seed=st.integers(0, 2**31))

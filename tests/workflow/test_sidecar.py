@@ -98,3 +98,23 @@ def test_combine_stats_and_stored_precision() -> None:
     assert S.combine_stats([(p, 3), (p, 4)]).range_from == "producer"
     # 0.1 is not representable in float16; a stored value equals the rounded bound, not a violation.
     assert S.in_stored_precision(0.1, "float16") == float(np.float16(0.1))
+
+
+def test_header_only_read_agrees_with_the_full_read(tmp_path: Path) -> None:
+    npy = tmp_path / "a.cond.npy"
+    sc = S.merge_features(S.empty_sidecar(7, 75.0, "a.ecdc"), {
+        "x": (np.arange(7.0), S.FeatureInfo(units="dB")), "y": (np.ones(7), S.FeatureInfo())})
+    S.write_sidecar(npy, sc)
+    full = S.read_sidecar(npy)
+    frames, fps, feats = S.read_sidecar_header(npy)
+    assert (frames, fps, list(feats)) == (full.frames, full.fps, full.names) == (7, 75.0, ["x", "y"])
+    assert feats == full.features
+    np.save(npy, np.zeros((6, 2), np.float16))  # the array no longer matches its metadata
+    with pytest.raises(SidecarError, match="6 rows but metadata says 7"):
+        S.read_sidecar_header(npy)
+    np.save(npy, np.zeros((7, 3), np.float16))
+    with pytest.raises(SidecarError, match=r"expected \[T, 2\]"):
+        S.read_sidecar_header(npy)
+    npy.unlink()
+    with pytest.raises(SidecarError, match="array missing"):
+        S.read_sidecar_header(npy)

@@ -49,6 +49,11 @@ if TYPE_CHECKING:  # datasets takes ~1 s to import: only functions that need it 
 
 log = logging.getLogger(__package__)  # "workflow.hfdata", the logger name from before the split
 
+#: An Arrow record batch is written (and its rows' arrays released) at this many rows or bytes:
+#: with --embed, memory holds at most one batch of arrays plus the per-row index.
+BATCH_ROWS = 1024
+BATCH_BYTES = 64 << 20
+
 
 def _read_embedded(s: _Scanned) -> tuple[np.ndarray, np.ndarray | None]:
     """Codes ``[K, T]`` int16 and sidecar values ``[T, D]`` float32 of one file, checked."""
@@ -383,7 +388,7 @@ def _write_rows(cfg: BuildConfig, stage_file: Path, split: str, members: list[_S
                 batch_bytes += row.codes.nbytes + (0 if row.cond_values is None else row.cond_values.nbytes)
             rows.append(row)
             batch.append(row)
-            if len(batch) >= 1024 or batch_bytes > 64 << 20:
+            if len(batch) >= BATCH_ROWS or batch_bytes > BATCH_BYTES:
                 flush()
                 batch_bytes = 0
         if batch:

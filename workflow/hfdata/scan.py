@@ -72,15 +72,14 @@ def _scan_one(item: WorkItem, cfg: BuildConfig) -> _Scanned:
     cond_src = sidecar.sidecar_path_for(item.src, cfg.tokens_dir, cfg.cond_root, cfg.cond_suffix)
     features: dict[str, sidecar.FeatureInfo] = {}
     if cond_src.exists() or sidecar.json_path_for(cond_src).exists():
-        sc = sidecar.read_sidecar(cond_src, mmap=True)  # checks the pair; reads the .npy header only
-        if sc.frames != frames:
+        sc_frames, sc_fps, features = sidecar.read_sidecar_header(cond_src)  # checks the pair
+        if sc_frames != frames:
             raise sidecar.SidecarError(
-                f"{cond_src}: sidecar has {sc.frames} frames but {item.src} has {frames} token "
+                f"{cond_src}: sidecar has {sc_frames} frames but {item.src} has {frames} token "
                 "frames; re-run wf-sidecar-init --overwrite and wf-sidecar-add for this file")
-        if sc.fps and abs(sc.fps - header.fps) > 1e-3:
-            raise sidecar.SidecarError(f"{cond_src}: sidecar fps {sc.fps} differs from the tokens' "
+        if sc_fps and abs(sc_fps - header.fps) > 1e-3:
+            raise sidecar.SidecarError(f"{cond_src}: sidecar fps {sc_fps} differs from the tokens' "
                                        f"{header.fps}; re-run wf-sidecar-init --overwrite")
-        features = sc.features
     else:
         cond_src = None
     wav_src = None
