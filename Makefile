@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_normalize.py
 	$(PY) benchmarks/bench_encode.py
 	$(PY) benchmarks/bench_loader.py
+	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_autoencoder.py
 
 clean:

@@ -1,13 +1,10 @@
 """s5 build at scale: wall time and peak memory of ``wf-build-dataset`` against a naive baseline.
 
-The baseline reads every token header, calls ``Dataset.from_dict`` and ``save_to_disk`` (no
-sidecars, no links, no checks); ``none`` is s5 with ``--materialize none`` (no links), ``link`` the
-default (three symlinks per file), ``embed`` adds ``--embed``. Each variant runs in its own process, alternated, at several file
-counts; the added cost per file is the slope of (ours - baseline) over the counts. Method and
-results: README.md, "Performance".
+Baseline: token headers + ``Dataset.from_dict`` + ``save_to_disk``; then s5 with ``--materialize
+none``, the default links, and ``--embed``, each in its own process, alternated, at several file
+counts (the slope cancels start-up). Method and results: README.md, "Performance".
 
     python benchmarks/bench_build.py [--counts 200 1000 --seconds 0.5 --repeats 2]
-    python benchmarks/bench_build.py --counts 10000 --variants embed   # the 10^4-file --embed build
 """
 
 from __future__ import annotations
