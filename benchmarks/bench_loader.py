@@ -1,11 +1,10 @@
 """Training-loader throughput: windows per second through a ``DataLoader``, by where tokens live.
 
-The same generated tokens and sidecars are read as an embedded s5 dataset, as ``.ecdc`` files and
-as the seed's torch pickles (identical collated items), and, as the bound, as two plain numpy
-memmaps; ``num_workers`` 0 and 2, each variant in its own process, alternated. Method and results:
-README.md, "Performance".
+The same generated tokens and sidecars read as an embedded s5 dataset, as ``.ecdc`` files, as the
+seed's torch pickles and, as the bound, as two plain numpy memmaps (identical collated items);
+each variant in its own process, alternated. Method and results: README.md, "Performance".
 
-    python benchmarks/bench_loader.py [--files 256 --seconds 10 --epochs 8]
+    python benchmarks/bench_loader.py [--files 256 --seconds 10 --epochs 8 --workers 0 2]
 """
 
 from __future__ import annotations
