@@ -2,10 +2,8 @@
 
 Runs s1 → s2 (CPU, random weights) → s3 → s4 → s5 (link and --embed) on F and 2F generated 10 s
 files (44.1 kHz stereo input; s3-s5, which cost little per file, on R copies of s2's output);
-per-file cost = (time at 2F − time at F) / F files, so start-up and model loading drop out.
-Prints ms and bytes per file, bits per code and the 10⁶-file totals on this machine.
-
-    python benchmarks/bench_plan.py [--files 6 --seconds 10 --replicate 20]
+per-file cost = (time at 2F − time at F) / files added, so start-up and model loading drop out.
+Prints ms and bytes per file, bits per code and the 10⁶-file totals. Usage: README, "Performance".
 """
 
 from __future__ import annotations
