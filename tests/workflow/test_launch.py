@@ -110,3 +110,17 @@ def test_launcher_refusals(tmp_path: Path, monkeypatch, capsys) -> None:
     assert run_cli(s1_main, [str(src), str(out), "--launcher", "slurm", "--slurm-array", "2"]) == 1
     assert "no SLURM on this machine" in capsys.readouterr().err
     assert not (out / launch.LAUNCH_DIR).exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_local_launcher_s3_writes_every_sidecar_and_reports_under_the_token_tree(token_copy) -> None:
+    from workflow.s3_sidecar_init import main as s3_main
+
+    tokens = token_copy["tokens"]
+    n = len(list(tokens.rglob("*.ecdc")))
+    assert s3_main([str(tokens), "--launcher", "local", "--slurm-array", "2"]) == 0
+    assert len(list(tokens.rglob("*.cond.npy"))) == n
+    (ldir,) = _launch_dirs(tokens)
+    merged = json.loads((ldir / launch.MERGED).read_text())
+    assert merged["counts"] == {"ok": n, "skipped": 0, "failed": 0, "total": n}
+    assert sorted(s["shard_index"] for s in merged["shards"]) == [0, 1]
