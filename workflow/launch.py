@@ -1,6 +1,6 @@
 """``--launcher slurm|local`` for the bulk stages (s1-s4): one submitit array job whose task K runs
 the same command with ``--shard-index K --shard-count N``; logs, per-shard run reports and their
-merged report land in ``OUTPUT/.launch/<stage>-<time>/``. Usage: README.md, "Running on SLURM".
+merged report land in ``OUTPUT/.launch/<stage>-<time>/``. Usage: README.md, "Running s1–s4 on SLURM".
 """
 
 from __future__ import annotations
