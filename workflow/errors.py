@@ -63,6 +63,10 @@ class FeatureSetError(ProducerError):
         self.fix_args = list(fix_args or [])
 
 
+class LaunchError(WorkflowError):
+    """A cluster launch (``--launcher slurm|local``) could not be submitted, or one of its jobs failed."""
+
+
 class DatasetError(WorkflowError):
     """A Hugging Face dataset folder built by s5 is missing, inconsistent or cannot be built."""
 

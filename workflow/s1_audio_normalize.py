@@ -21,6 +21,7 @@ import sys
 from workflow import audio
 from workflow.errors import UsageError
 from workflow.files import AUDIO_EXTENSIONS, check_output_not_inside_input
+from workflow.launch import add_launch_args, launch_stage
 from workflow.normalize import (  # noqa: F401 - NormalizeConfig, segment_path, normalize_items re-exported
     STAGE, NormalizeConfig, build_items, normalize_items, segment_path,
 )
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gain-scope", choices=("segment", "file"), default="segment",
                    help="with segments: normalise each piece (default) or apply the whole file's gain")
     add_runner_args(p, workers_default=max(1, min(8, os.cpu_count() or 1)))
+    add_launch_args(p)
     return p
 
 
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     items = build_items(args.input, args.output, args.extensions, args.recursive)
     if not items:
         raise UsageError(f"no audio files with extensions {' '.join(args.extensions)} under {args.input}")
+    if (code := launch_stage(STAGE, "workflow.s1_audio_normalize", argv, args, args.output)) is not None:
+        return code
     options = options_from_args(args, STAGE, args.output)
     report = normalize_items(items, cfg, options, {"input": str(args.input), "output": str(args.output)})
     print_report(report, options)

@@ -27,6 +27,7 @@ from workflow.encode import (
 )
 from workflow.errors import UsageError
 from workflow.files import AUDIO_EXTENSIONS, check_output_not_inside_input, relative_key
+from workflow.launch import add_launch_args, launch_stage
 from workflow.runner import (
     INPUT_FLAGS, OUTPUT_FLAGS, FolderArg, Runner, add_folder_args, add_runner_args, options_from_args,
     parse_args, print_report, run_cli, setup_logging,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after encoding, re-read sampled outputs, check frames, decode and report SNR")
     g.add_argument("--verify-samples", type=int, default=20, help="how many outputs --verify checks")
     add_runner_args(p, workers_default=2)
+    add_launch_args(p)
     return p
 
 
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(missing)} missing or invalid; {len(orphans)} orphan outputs")
         return 0
 
+    if (code := launch_stage(STAGE, "workflow.s2_wav2encodec24", argv, args, args.output)) is not None:
+        return code
     dist = dist_info()
     args.shard_index, args.shard_count = effective_shard(args.shard_index, args.shard_count, dist)
     device = rank_device(args.device, dist)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from workflow import sidecar
 from workflow.errors import UsageError
+from workflow.launch import add_launch_args, launch_stage
 from workflow.runner import (
     INPUT_FLAGS, FolderArg, add_folder_args, add_runner_args, options_from_args, parse_args, print_report,
     run_cli, setup_logging,
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest-csv", type=Path, default=None,
                    help="also write a CSV: rel_ecdc, rel_cond, frames, D, fps, codebooks")
     add_runner_args(p, workers_default=1)
+    add_launch_args(p)
     return p
 
 
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if not items:
         raise UsageError(f"no {args.token_suffix} files under {audio_root}; run s2 (wf-wav2encodec24) first")
     out_root = cond_root if cond_root is not None else audio_root  # reports, and rel_cond's base
+    if (code := launch_stage(STAGE, "workflow.s3_sidecar_init", argv, args, out_root)) is not None:
+        return code
     options = options_from_args(args, STAGE, out_root)
     params = {"audio_root": str(audio_root), "cond_root": str(cond_root) if cond_root else None,
               "suffix": args.suffix, "dtype": args.dtype}

@@ -23,6 +23,7 @@ from pathlib import Path
 import paramproducers as pp
 from workflow import sidecar
 from workflow.errors import FeatureSetError, ProducerError, UsageError, WorkflowError
+from workflow.launch import add_launch_args, launch_stage
 from workflow.runner import (
     INPUT_FLAGS, OK, FolderArg, add_folder_args, add_runner_args, options_from_args, parse_args, print_report,
     run_cli, setup_logging,
@@ -84,6 +85,7 @@ def build_parser(producers: list[pp.Producer] = ()) -> argparse.ArgumentParser:
     g.add_argument("--executor", choices=("process", "thread"), default="process",
                    help="how --workers > 1 run: forked processes (default) or threads")
     add_runner_args(p, workers_default=1, helps=RUN_HELPS)
+    add_launch_args(p)
     for prod in producers:
         group = p.add_argument_group(f"producer {prod.name}", prod.summary)
         try:
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if not items:
         raise UsageError(f"no {args.token_suffix} files under {args.audio_root}")
     out_root = args.cond_root if args.cond_root is not None else args.audio_root
+    if (code := launch_stage(STAGE, "workflow.s4_sidecar_add", argv, args, out_root)) is not None:
+        return code
     options = options_from_args(args, STAGE, out_root)
     params = {"audio_root": str(args.audio_root), "cond_root": str(args.cond_root) if args.cond_root else None,
               "producers": [p.ref.name for p in producers], "mode": args.mode,
