@@ -289,7 +289,15 @@ def gpu_main(args: argparse.Namespace, tmp: Path, runner) -> str:
     rows = model_speed("encodec_24khz", args.device, batches) + model_speed("dac_44khz", args.device, batches)
     table = print_table(f"bare model on {args.device} ({_gpu_name()}), 10 s items, random weights", rows,
                         [("codec", "codec"), ("batch", "batch"), ("x_real_time", "× real time")])
-    make_data(tmp / "norm", args.files)
+    audio_s = make_data(tmp / "norm", args.files)
+    rounds = alternate(runner, {"bare": tmp / "unused", "s2-processes": tmp / "ecdc"}, args.repeats)
+    per = ratios(rounds, "s2-processes", "bare")
+    rows = [{"variant": v, "x_real_time": audio_s / min(r["wall_s"] for r in rs)} for v, rs in rounds.items()]
+    rows[1]["vs_bare"] = f"{min(per):.2f}–{max(per):.2f}"
+    table += "\n\n" + print_table(
+        f"s2 end to end on {args.device}: EnCodec 24 kHz, {args.files} files, batch {args.batch_seconds:g} s, "
+        f"{args.workers} decoding processes", rows,
+        [("variant", "variant"), ("x_real_time", "× real time"), ("vs_bare", "× bare, per round")])
     return table + "\n\n" + ceiling_table(args, tmp, runner)
 
 

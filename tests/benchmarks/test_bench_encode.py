@@ -31,3 +31,10 @@ def test_pipeline_ceiling_runs_the_real_pipeline_with_a_no_op_model(tmp_path: Pa
         tok = ecdc.read_ecdc(tmp_path / "out" / f"f{i}.ecdc")
         assert tok.header.audio_length == round(secs * 24000)
         assert tok.codes.shape == (8, -(-round(secs * 24000) // 320)) and not np.any(tok.codes)
+
+
+def test_gpu_mode_model_rows_run_on_the_cpu_too() -> None:
+    from benchmarks.bench_encode import model_speed
+    rows = model_speed("encodec_24khz", "cpu", [1, 2], item_s=0.2) + model_speed("dac_44khz", "cpu", [1], item_s=0.2)
+    assert [(r["codec"], r["batch"]) for r in rows] == [("encodec_24khz", 1), ("encodec_24khz", 2), ("dac_44khz", 1)]
+    assert all(r["x_real_time"] > 0 for r in rows)
