@@ -1,9 +1,8 @@
 """Throughput of s2 against the bare model and a naive per-file baseline; token storage and reads.
 
-CPU: bare ``Codec.encode_batch``, s2 (decoding in threads and in processes) and a naive script,
-each in its own process, A/B alternated; the input pipeline's ceiling (model replaced by a no-op);
-`.ecdc` reads vs ``torch.load``. ``--device cuda``: × real time of EnCodec 24 kHz / DAC 44 kHz per
-batch size, plus the pipeline ceiling; refuses without a GPU. Method and results: README.md.
+CPU: bare ``Codec.encode_batch``, s2 (decoding in threads, in processes) and a naive script, each
+in its own process, A/B alternated; the input pipeline alone (no-op model); `.ecdc` vs ``torch.load``.
+``--device cuda`` (refused without a GPU): EnCodec 24 kHz / DAC 44 kHz × real time per batch size.
 
     python benchmarks/bench_encode.py [--files 24 --device cpu|cuda --batch-seconds 10]
 """
