@@ -272,14 +272,29 @@ def cpu_main(args: argparse.Namespace, tmp: Path, runner) -> str:
     return table + "\n\n" + ceiling_table(args, tmp, runner)
 
 
+def make_short_files(root: Path, files: int, secs: float = 2.0) -> None:
+    """Many short 24 kHz mono files: the input pipeline's worst case per second of audio."""
+    x = 0.1 * np.sin(2 * np.pi * 220 * np.arange(int(secs * 24000)) / 24000).astype(np.float32)
+    for i in range(files):
+        p = root / f"d{i % 4}" / f"s{i:04d}.wav"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(p, np.roll(x, i), 24000, subtype="PCM_16")
+
+
 def ceiling_table(args: argparse.Namespace, tmp: Path, runner) -> str:
-    rounds = alternate(runner, {"ceiling-threads": tmp / "c_t", "ceiling-processes": tmp / "c_p"}, args.repeats)
+    make_short_files(tmp / "short", args.ceiling_files)
+    variants = {"ceiling-threads": tmp / "c_t", "ceiling-processes": tmp / "c_p"}
+    rounds = alternate(lambda v, dst: runner(v, dst, tmp / "short"), variants, args.repeats)
     rows = [{"decode": v[8:], **min(rs, key=lambda r: r["wall_s"])} for v, rs in rounds.items()]
+    for r in rows:
+        r["x_real_time"] = 2.0 * r["files_s"]
     per = ratios(rounds, "ceiling-processes", "ceiling-threads")
     rows[1]["vs_threads"] = f"{min(per):.2f}–{max(per):.2f}"
-    return print_table(f"s2 input pipeline alone (model = no-op), {args.files} files, {args.workers} loaders, "
+    return print_table(f"s2 input pipeline alone (model = no-op), {args.ceiling_files} files × 2 s, "
+                       f"{args.workers} loaders (process start-up included), "
                        f"load {_load()}", rows,
-                       [("decode", "decoding in"), ("files_s", "files/s"), ("vs_threads", "× threads, per round"),
+                       [("decode", "decoding in"), ("files_s", "files/s"), ("x_real_time", "× real time"),
+                        ("vs_threads", "× threads, per round"),
                         ("peak_mb", "peak MiB (main)")])
 
 
@@ -316,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-seconds", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2, help="loader threads / decoding processes")
     ap.add_argument("--repeats", type=int, default=2, help="rounds, variants A/B alternated; the best is kept")
+    ap.add_argument("--ceiling-files", type=int, default=96, help="2 s files for the input-pipeline row")
     ap.add_argument("--gpu-batches", default="1,8,32,64", help="batch sizes for --device cuda")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--src", type=Path, help=argparse.SUPPRESS)
@@ -328,11 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         print(why, file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="bench_s2_"))
-    common = ["--device", args.device, "--batch-seconds", str(args.batch_seconds), "--workers", str(args.workers),
-              "--src", str(tmp / "norm")]
+    common = ["--device", args.device, "--batch-seconds", str(args.batch_seconds), "--workers", str(args.workers)]
 
-    def runner(variant: str, dst: Path) -> dict:
-        return run_variant_in_subprocess(Path(__file__), ["--variant", variant, *common, "--dst", str(dst)])
+    def runner(variant: str, dst: Path, src: Path | None = None) -> dict:
+        return run_variant_in_subprocess(Path(__file__), ["--variant", variant, *common, "--dst", str(dst),
+                                                          "--src", str(src or tmp / "norm")])
 
     try:
         table = (gpu_main if args.device.startswith("cuda") else cpu_main)(args, tmp, runner)

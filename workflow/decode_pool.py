@@ -38,10 +38,13 @@ def _one_thread_each() -> None:
 
 
 def process_context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` on Linux (children fork from a clean single-threaded server, never from
-    the encoding process with its torch and writer threads), ``spawn`` elsewhere."""
+    """``forkserver`` on Linux (children fork from a clean single-threaded server that has imported
+    the decoding code once, never from the encoding process with its torch and writer threads),
+    ``spawn`` elsewhere."""
     if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("forkserver")
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["workflow.encode"])  # imported once in the server, not per worker
+        return ctx
     return multiprocessing.get_context("spawn")
 
 
