@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from workflow.decode_pool import DecoderCrashError, ProcessLoader
