@@ -319,32 +319,36 @@ class EcdcTokens:
 # ------------------------------------------------------------------------------- bit packing
 
 
-def _unpack_rows(rows: np.ndarray, n: int, bits: int) -> np.ndarray:
-    """Decode ``n`` codes per row of ``rows`` (uint8 ``[S, >= ceil(n*bits/8)]``) → uint16 ``[S, n]``."""
+def _unpack_codes(rows: np.ndarray, frames: int, k: int, bits: int) -> np.ndarray:
+    """Decode each row of ``rows`` (uint8, LSB-first ``bits``-bit codes in frame-major order,
+    ``>= ceil(frames*k*bits/8)`` bytes) straight into int16 ``[S, k, frames]``.
+
+    Over ``period`` frames the bit offset returns to a byte boundary, so codebook ``c`` at phase
+    ``p`` is one strided little-endian read (2 or 4 bytes, unaligned), shifted and masked, written
+    to ``out[:, c, p::period]``: no per-byte merging and no transposing copy.
+    """
     s_rows = rows.shape[0]
-    groups = _ceil_div(n, 8)
-    width = groups * bits  # eight codes fill exactly `bits` bytes
-    if rows.shape[1] == width:
-        grp = np.ascontiguousarray(rows)
-    else:
-        used = min(rows.shape[1], width)
-        grp = np.zeros((s_rows, width), dtype=np.uint8)
-        grp[:, :used] = rows[:, :used]
-    grp = grp.reshape(s_rows, groups, bits)
-    out = np.empty((s_rows, groups, 8), dtype=np.uint16)
+    out = np.empty((s_rows, k, frames), dtype=np.int16)
+    if frames == 0 or k == 0 or s_rows == 0:
+        return out
+    period = 8 // math.gcd(k * bits, 8)
+    stride = period * k * bits // 8  # bytes from one period to the next
+    reads = []
+    for phase in range(min(period, frames)):
+        for c in range(k):
+            pos = (phase * k + c) * bits
+            dt = np.dtype("<u4" if (pos & 7) + bits > 16 else "<u2")
+            reads.append((phase, c, pos >> 3, pos & 7, dt, _ceil_div(frames - phase, period)))
+    need = max(first + (n - 1) * stride + dt.itemsize for _, _, first, _, dt, n in reads)
+    buf = rows
+    if rows.shape[1] < need or not rows.flags.c_contiguous:  # room for the last wide read
+        buf = np.zeros((s_rows, max(need, rows.shape[1])), dtype=np.uint8)
+        buf[:, : rows.shape[1]] = rows
     mask = (1 << bits) - 1
-    for lane in range(8):
-        pos = lane * bits
-        first, shift, last = pos >> 3, pos & 7, (pos + bits - 1) >> 3
-        wide = np.uint32 if last - first >= 2 else np.uint16
-        v = grp[:, :, first].astype(wide)
-        for extra in range(1, last - first + 1):
-            v |= grp[:, :, first + extra].astype(wide) << wide(8 * extra)
-        if shift:
-            v >>= wide(shift)
-        v &= wide(mask)
-        out[:, :, lane] = v
-    return out.reshape(s_rows, groups * 8)[:, :n]
+    for phase, c, first, shift, dt, n in reads:
+        v = np.ndarray((s_rows, n), dt, buffer=buf, offset=first, strides=(buf.strides[0], stride))
+        np.bitwise_and(v >> dt.type(shift), dt.type(mask), out=out[:, c, phase::period], casting="unsafe")
+    return out
 
 
 def _pack_rows(values: np.ndarray, bits: int) -> np.ndarray:
@@ -650,9 +654,7 @@ def _decode_payload(header: EcdcHeader, payload: np.ndarray) -> EcdcTokens:
             scales.extend(raw.astype(float).tolist())
         else:
             scales.extend([None] * run.count)
-        values = _unpack_rows(region[:, SCALE_BYTES * plan.scaled :], run.frames * k, plan.bits)
-        by_time = values.reshape(run.count, run.frames, k)
-        codes = np.ascontiguousarray(by_time.transpose(0, 2, 1), dtype=np.int16)
+        codes = _unpack_codes(region[:, SCALE_BYTES * plan.scaled :], run.frames, k, plan.bits)
         segments.extend(codes)  # views [K, T] into one [S, K, T] block
     return EcdcTokens(header, segments, scales)
 

@@ -1,8 +1,8 @@
 """The s2 engine: encode audio files into `.ecdc` token files with a neural codec.
 
-``encode_items`` runs a loaded codec over work items through the runner's pipeline: threads
-decode and resample (``AudioLoader``) while ``EncodeSink`` encodes length-sorted batches and
-writes the files in the background. ``output_problem`` decides what counts as done (resume),
+``encode_items`` runs a loaded codec over work items through the runner's pipeline: threads, or
+worker processes (``decode_pool``), decode and resample (``AudioLoader``) while ``EncodeSink``
+encodes length-sorted batches and writes the files in the background. ``output_problem`` decides what counts as done (resume),
 ``verify_outputs`` re-reads and decodes a sample. Torch is only imported by the codec loader.
 """
 
@@ -21,8 +21,9 @@ import numpy as np
 
 from workflow import audio, ecdc
 from workflow.codecs.weights import weights_match
+from workflow.decode_pool import ProcessLoader
 from workflow.dist import DistInfo
-from workflow.errors import EcdcFormatError
+from workflow.errors import EcdcFormatError, UsageError
 from workflow.files import discover, mirror_path, relative_key, select_shard
 from workflow.runner import Runner, RunOptions, RunReport, WorkItem
 
@@ -31,6 +32,15 @@ log = logging.getLogger(f"workflow.{STAGE}")  # log lines keep the stage's name
 # Measured with EnCodec 24 kHz on a 2-core CPU: ~10 s of audio per forward pass is fastest
 # (35× real time; 60 s batches drop to 12×, the activations outgrow the caches).
 DEFAULT_BATCH_SECONDS = {"cpu": 10.0, "cuda": 120.0}
+DECODE_MODES = ("auto", "threads", "processes")
+
+
+def decode_in_processes(mode: str, device_type: str) -> bool:
+    """``auto``: processes on a GPU (the model is fast, inputs are the bottleneck), threads on
+    the CPU (the model is the bottleneck and decoding s1's output costs ~1% of encoding it)."""
+    if mode not in DECODE_MODES:
+        raise UsageError(f"decode mode {mode!r}: use one of {', '.join(DECODE_MODES)}")
+    return mode == "processes" or (mode == "auto" and device_type == "cuda")
 
 
 # -- outputs ---------------------------------------------------------------------------------------
@@ -161,6 +171,12 @@ class AudioLoader:
         self.channels = channels
         self._warned = threading.Event()
 
+    def __getstate__(self) -> dict:  # picklable for decoding processes (each warns once itself)
+        return {"sample_rate": self.sample_rate, "channels": self.channels}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["sample_rate"], state["channels"])
+
     def __call__(self, item: WorkItem) -> Loaded:
         data, sr = audio.read_audio(item.src)
         ch_in = data.shape[0]
@@ -253,21 +269,29 @@ def plan_items(runner: Runner, items: list[WorkItem], codec_name: str, device: s
         it.dst, codec_name, num_codebooks, weights) is None)
 
 
-def encode_items(runner: Runner, items: list[WorkItem], codec,
-                 batch_seconds: float | None = None) -> RunReport:
+def encode_items(runner: Runner, items: list[WorkItem], codec, batch_seconds: float | None = None,
+                 decode: str = "auto", prefetch: int | None = None) -> RunReport:
     """Encode the items that lack a valid output with ``codec`` (records its identity in the
-    runner's params); ``batch_seconds`` defaults to :data:`DEFAULT_BATCH_SECONDS` per device."""
+    runner's params); ``batch_seconds`` defaults to :data:`DEFAULT_BATCH_SECONDS` per device.
+    ``decode`` picks threads or ``runner.options.workers`` processes (:func:`decode_in_processes`);
+    at most ``prefetch`` (default 4 × workers) decoded inputs wait for the model."""
     runner.params.update(weights_id=codec.weights_id, num_codebooks=codec.num_codebooks,
                          device=str(codec.device))
     batch_seconds = batch_seconds or DEFAULT_BATCH_SECONDS.get(codec.device.type, 10.0)
-    runner.params["batch_seconds"] = batch_seconds
+    processes = decode_in_processes(decode, codec.device.type)
+    runner.params.update(batch_seconds=batch_seconds, decode="processes" if processes else "threads")
     spec = codec.spec
-    return runner.pipeline(
-        items, AudioLoader(spec.sample_rate, spec.channels),
-        EncodeSink(codec, batch_seconds),
-        is_done=lambda it: output_problem(it.dst, spec.name, codec.num_codebooks, codec.weights_id) is None,
-        order=by_duration,
-    )
+    load = AudioLoader(spec.sample_rate, spec.channels)
+    pool = ProcessLoader(load, runner.options.workers) if processes else None
+    try:
+        return runner.pipeline(
+            items, pool or load, EncodeSink(codec, batch_seconds),
+            is_done=lambda it: output_problem(it.dst, spec.name, codec.num_codebooks, codec.weights_id) is None,
+            order=by_duration, prefetch=prefetch,
+        )
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def verify_shard(codec, items: list[WorkItem], options: RunOptions, samples: int) -> list[dict]:

@@ -1,7 +1,7 @@
 """s2 — encode a folder of audio into `.ecdc` token files with a neural codec.
 
 Each input becomes ``OUT/<same relative path>.ecdc`` (Meta EnCodec's container plus codec,
-bandwidth, frame rate and weights provenance). Loading runs in threads while the model encodes
+bandwidth, frame rate and weights provenance). Threads or processes decode while the model encodes
 length-sorted batches; a re-run encodes only what is missing or invalid; under ``torchrun`` each
 rank takes its own shard and GPU. Codecs, weights and examples: README.md, "s2".
 """
@@ -22,8 +22,8 @@ import numpy as np
 
 from workflow.dist import DistInfo, dist_info, effective_shard  # noqa: F401 - DistInfo re-exported
 from workflow.encode import (
-    DEFAULT_BATCH_SECONDS, STAGE, build_items, encode_items, list_missing, plan_items, rank_device,
-    verify_shard,
+    DECODE_MODES, DEFAULT_BATCH_SECONDS, STAGE, build_items, encode_items, list_missing, plan_items,
+    rank_device, verify_shard,
 )
 from workflow.errors import UsageError
 from workflow.files import AUDIO_EXTENSIONS, check_output_not_inside_input, relative_key
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio per encode batch, in seconds (default: %g on CPU, where bigger "
                         "batches run slower, %g on a GPU; raise it on big GPUs)"
                         % (DEFAULT_BATCH_SECONDS["cpu"], DEFAULT_BATCH_SECONDS["cuda"]))
+    g.add_argument("--decode", choices=DECODE_MODES, default="auto",
+                   help="decode/resample inputs in --workers threads or worker processes (auto: "
+                        "processes on a GPU, threads on the CPU; default: %(default)s)")
     g.add_argument("--max-chunk-seconds", type=float, default=30.0,
                    help="files longer than this are encoded in chunks to bound memory")
     g = p.add_argument_group("checking")
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if codec.weights_id == "random":
         print("warning: RANDOM codec weights — tokens are for smoke tests only "
               "(recorded as \"weights\": \"random\" in every file)", file=sys.stderr)
-    report = encode_items(runner, items, codec, args.batch_seconds)
+    report = encode_items(runner, items, codec, args.batch_seconds, decode=args.decode)
     print_report(report, options)
     resampled = [r for r in report.results if r.info.get("resampled_from") or r.info.get("channels_from")]
     if resampled:

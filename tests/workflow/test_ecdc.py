@@ -273,6 +273,18 @@ def test_roundtrip_any_width(bits, k, al, layout, seed):
     assert len(data) == header.data_offset + payload
 
 
+@pytest.mark.parametrize("bits,k", [(15, 32), (15, 3), (11, 9), (13, 16), (10, 8), (1, 1), (7, 5)])
+def test_unpacking_by_strided_reads_covers_every_period(bits, k, tmp_path):
+    """Widths and codebook counts beyond the property test: 15-bit codes, k up to 32, and k × bits
+    odd (the bit offset returns to a byte boundary only every 8 frames); from bytes and from a file."""
+    codes = np.random.default_rng(bits * 100 + k).integers(0, 1 << bits, (k, 1003))
+    data = ecdc.encode_ecdc([codes], model="test_codec", audio_length=1003, bits=bits,
+                             extra={"sr": 16000, "hop": 1})
+    (tmp_path / "x.ecdc").write_bytes(data)
+    for source in (data, tmp_path / "x.ecdc"):
+        np.testing.assert_array_equal(ecdc.read_ecdc(source).codes, codes.astype(np.uint16).view(np.int16))
+
+
 def test_zero_length_audio_is_header_only(tmp_path):
     path = tmp_path / "empty.ecdc"
     ecdc.write_ecdc(path, [np.zeros((4, 0), np.int64)], model="encodec_24khz", audio_length=0, bits=10)

@@ -333,7 +333,10 @@ class Codec:
             for row, j in enumerate(group):
                 piece = arrays[j.item][:, j.start:min(j.stop, arrays[j.item].shape[-1])]
                 batch[row, :, :piece.shape[-1]] = piece
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        x = torch.from_numpy(batch)
+        if self.device.type == "cuda":  # page-locked: the copy to the GPU is one DMA, async to the host
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True)
         scales_np = None
         if spec.scaled:
             # RMS of the mono mix, per row, in float64 on the CPU: identical however rows are batched.
