@@ -9,7 +9,6 @@ stay those of the MIDI (quantised by FluidSynth to its 64-sample blocks, ≈1.5 
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np

@@ -12,7 +12,7 @@ import torch
 
 from midigroove_poc.__main__ import _cache_config, build_parser, main
 from midigroove_poc.cache import CacheError, codec_name, load_cache, resolve_cache, resolve_codec
-from workflow.codecs import get_spec, load_codec
+from workflow.codecs import load_codec
 from workflow.errors import UsageError
 from workflow.runner import run_cli
 
