@@ -7,10 +7,11 @@ names, stats and ranges. Format: README.md, "File formats".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -306,26 +307,32 @@ def upgrade_meta(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
     return {**extra, "schema_version": SCHEMA_VERSION, "features": feats, "upgraded_from": 1}
 
 
-def read_sidecar_header(npy_path: Path | str) -> tuple[int, float, dict[str, FeatureInfo]]:
-    """(frames, fps, features) of a sidecar pair, checked like :func:`read_sidecar`, reading
-    only the ``.npy`` header (about 4x faster: for scans over many files)."""
-    npy_path = Path(npy_path)
-    meta = read_sidecar_meta(npy_path)
+@contextlib.contextmanager
+def _array_errors(npy_path: Path) -> Iterator[None]:
+    """A missing or unreadable ``.npy`` of a sidecar pair as a :class:`SidecarError` saying what to do."""
     try:
-        with open(npy_path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape = np.lib.format.read_array_header_1_0(fh)[0]
-            elif version == (2, 0):
-                shape = np.lib.format.read_array_header_2_0(fh)[0]
-            else:  # 3.0 (utf-8 field names): no public header reader
-                shape = np.load(npy_path, mmap_mode="r", allow_pickle=False).shape
+        yield
     except FileNotFoundError:
         raise SidecarError(f"{npy_path}: sidecar array missing (metadata exists); re-run "
                            "wf-sidecar-init --overwrite for this file") from None
     except (OSError, ValueError) as exc:
         raise SidecarError(f"{npy_path}: unreadable sidecar array ({exc}); delete the pair and "
                            "re-run wf-sidecar-init / wf-sidecar-add") from exc
+
+
+def read_sidecar_header(npy_path: Path | str) -> tuple[int, float, dict[str, FeatureInfo]]:
+    """(frames, fps, features) of a sidecar pair, checked like :func:`read_sidecar`, reading
+    only the ``.npy`` header (about 4x faster: for scans over many files)."""
+    npy_path = Path(npy_path)
+    meta = read_sidecar_meta(npy_path)
+    with _array_errors(npy_path), open(npy_path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape = np.lib.format.read_array_header_1_0(fh)[0]
+        elif version == (2, 0):
+            shape = np.lib.format.read_array_header_2_0(fh)[0]
+        else:  # 3.0 (utf-8 field names): no public header reader
+            shape = np.load(npy_path, mmap_mode="r", allow_pickle=False).shape
     feats: dict[str, FeatureInfo] = meta["features"]
     if len(shape) != 2 or shape[1] != len(feats):
         raise SidecarError(f"{npy_path}: array has shape {shape}, expected [T, {len(feats)}] "
@@ -343,14 +350,8 @@ def read_sidecar(npy_path: Path | str, *, mmap: bool = False) -> Sidecar:
     """Read and check a sidecar pair; values come back as float32 ``[T, D]``."""
     npy_path = Path(npy_path)
     meta = read_sidecar_meta(npy_path)
-    try:
+    with _array_errors(npy_path):
         arr = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except FileNotFoundError:
-        raise SidecarError(f"{npy_path}: sidecar array missing (metadata exists); re-run "
-                           "wf-sidecar-init --overwrite for this file") from None
-    except (OSError, ValueError) as exc:
-        raise SidecarError(f"{npy_path}: unreadable sidecar array ({exc}); delete the pair and "
-                           "re-run wf-sidecar-init / wf-sidecar-add") from exc
     feats: dict[str, FeatureInfo] = meta["features"]
     if arr.ndim != 2:
         raise SidecarError(f"{npy_path}: array has shape {arr.shape}, expected [T, D]")
