@@ -30,7 +30,7 @@ from workflow.runner import (
 )
 from workflow.sidecar_add import STAGE, AddJob, add_items  # noqa: F401 - AddJob re-exported
 from workflow.sidecar_init import build_items
-from workflow.sidecar_root import MARKER, recorded_cond_root
+from workflow.sidecar_root import cond_root_or_recorded
 
 
 # The shared run flags, worded for this stage (their generic help describes file-producing stages).
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_existing and args.mode == "overwrite":
         raise UsageError("--skip-existing keeps existing columns; it cannot be combined with "
                          "--mode overwrite / --overwrite")
-    if args.cond_root is None and (recorded := recorded_cond_root(args.audio_root)) is not None:
-        print(f"sidecars: under {recorded} (recorded by wf-sidecar-init in {args.audio_root / MARKER})")
-        args.cond_root = recorded
+    args.cond_root, note = cond_root_or_recorded(args.audio_root, args.cond_root)
+    if note:
+        print(note)
     items = build_items(args.audio_root, args.cond_root, args.suffix, args.token_suffix, args.recursive)
     if not items:
         raise UsageError(f"no {args.token_suffix} files under {args.audio_root}")

@@ -30,7 +30,7 @@ from workflow.files import atomic_write_text
 from workflow.runner import (
     INPUT_FLAGS, FolderArg, RunOptions, add_folder_args, add_runner_args, parse_args, run_cli, setup_logging,
 )
-from workflow.sidecar_root import MARKER, recorded_cond_root
+from workflow.sidecar_root import cond_root_or_recorded
 
 
 def _list_arg(text: str) -> int | None:
@@ -93,10 +93,10 @@ def _roots(args: argparse.Namespace) -> tuple[Path, Path | None]:
         raise UsageError(f"token folder not found: {root}")
     if args.cond_root is not None and not args.cond_root.is_dir():
         raise UsageError(f"--cond-root folder not found: {args.cond_root}; run wf-sidecar-init first")
-    if args.cond_root is None and (recorded := recorded_cond_root(root)) is not None:
-        print(f"sidecars: under {recorded} (recorded by wf-sidecar-init in {root / MARKER})")
-        return root, recorded
-    return root, args.cond_root
+    cond_root, note = cond_root_or_recorded(root, args.cond_root)
+    if note:
+        print(note)
+    return root, cond_root
 
 
 def config_from_args(args: argparse.Namespace) -> AuditConfig:

@@ -62,3 +62,14 @@ def recorded_cond_root(audio_root: Path) -> Path | None:
     log.warning("%s records sidecars under %s, which is not a folder any more; pass --cond-root",
                 marker, " or ".join(map(str, candidates)) or "nothing")
     return None
+
+
+def cond_root_or_recorded(audio_root: Path, cond_root: Path | None) -> tuple[Path | None, str | None]:
+    """``cond_root`` if given, else the folder recorded in ``audio_root`` (with a note saying so)."""
+    if cond_root is not None:
+        return cond_root, None
+    found = recorded_cond_root(audio_root)
+    if found is None:
+        return None, None
+    return found, (f"sidecars: under {found} (recorded by wf-sidecar-init in "
+                   f"{Path(audio_root) / MARKER}; --cond-root overrides it)")

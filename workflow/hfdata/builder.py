@@ -27,7 +27,7 @@ from .. import ecdc, sidecar
 from ..errors import DatasetError, EcdcFormatError, UsageError, WorkflowError
 from ..files import TMP_MARKER, atomic_write_text, discover, relative_key
 from ..runner import WorkItem, bounded_map
-from ..sidecar_root import MARKER, recorded_cond_root
+from ..sidecar_root import cond_root_or_recorded
 from .card import DEFAULT_LICENSE, _dataset_meta, _split_description, _split_meta, render_card
 from .config import BuildConfig, BuildResult, VerifyError, _abs, _recorded
 from .flat import FlatWriter, flat_writer
@@ -156,14 +156,9 @@ class _Plan:
 
 def _use_recorded_cond_root(cfg: BuildConfig) -> list[str]:
     """Without --cond-root, the sidecar folder wf-sidecar-init recorded in the token folder."""
-    if cfg.cond_root is not None:
+    cfg.cond_root, note = cond_root_or_recorded(cfg.tokens_dir, cfg.cond_root)
+    if note is None:
         return []
-    found = recorded_cond_root(cfg.tokens_dir)
-    if found is None:
-        return []
-    cfg.cond_root = found
-    note = (f"sidecars: under {found} (recorded by wf-sidecar-init in {cfg.tokens_dir / MARKER}; "
-            "--cond-root overrides it)")
     log.info("%s", note)
     return [note]
 
