@@ -20,6 +20,9 @@ from typing import Any, Union
 
 import numpy as np
 
+from .ecdc_bits import ceil_div as _ceil_div
+from .ecdc_bits import pack_rows as _pack_rows
+from .ecdc_bits import unpack_codes as _unpack_codes
 from .errors import EcdcFormatError
 from .files import atomic_write_bytes
 
@@ -71,10 +74,6 @@ def bits_for(bins: int) -> int:
     if not 1 <= bins <= 1 << MAX_BITS:
         raise ValueError(f"codebook size must be in [1, {1 << MAX_BITS}], got {bins}")
     return max(1, (bins - 1).bit_length())
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def _is_int(x: Any) -> bool:
@@ -314,59 +313,6 @@ class EcdcTokens:
     @property
     def num_codebooks(self) -> int:
         return self.header.num_codebooks
-
-
-# ------------------------------------------------------------------------------- bit packing
-
-
-def _unpack_codes(rows: np.ndarray, frames: int, k: int, bits: int) -> np.ndarray:
-    """Decode each row of ``rows`` (uint8, LSB-first ``bits``-bit codes in frame-major order,
-    ``>= ceil(frames*k*bits/8)`` bytes) straight into int16 ``[S, k, frames]``.
-
-    Over ``period`` frames the bit offset returns to a byte boundary, so codebook ``c`` at phase
-    ``p`` is one strided little-endian read (2 or 4 bytes, unaligned), shifted and masked, written
-    to ``out[:, c, p::period]``: no per-byte merging and no transposing copy.
-    """
-    s_rows = rows.shape[0]
-    out = np.empty((s_rows, k, frames), dtype=np.int16)
-    if frames == 0 or k == 0 or s_rows == 0:
-        return out
-    period = 8 // math.gcd(k * bits, 8)
-    stride = period * k * bits // 8  # bytes from one period to the next
-    reads = []
-    for phase in range(min(period, frames)):
-        for c in range(k):
-            pos = (phase * k + c) * bits
-            dt = np.dtype("<u4" if (pos & 7) + bits > 16 else "<u2")
-            reads.append((phase, c, pos >> 3, pos & 7, dt, _ceil_div(frames - phase, period)))
-    need = max(first + (n - 1) * stride + dt.itemsize for _, _, first, _, dt, n in reads)
-    buf = rows
-    if rows.shape[1] < need or not rows.flags.c_contiguous:  # room for the last wide read
-        buf = np.zeros((s_rows, max(need, rows.shape[1])), dtype=np.uint8)
-        buf[:, : rows.shape[1]] = rows
-    mask = (1 << bits) - 1
-    for phase, c, first, shift, dt, n in reads:
-        v = np.ndarray((s_rows, n), dt, buffer=buf, offset=first, strides=(buf.strides[0], stride))
-        np.bitwise_and(v >> dt.type(shift), dt.type(mask), out=out[:, c, phase::period], casting="unsafe")
-    return out
-
-
-def _pack_rows(values: np.ndarray, bits: int) -> np.ndarray:
-    """Bit-pack each row of ``values`` (``[S, n]``, < 2**bits) LSB-first → uint8 ``[S, ceil(n*bits/8)]``."""
-    s_rows, n = values.shape
-    groups = _ceil_div(n, 8)
-    lanes = np.zeros((s_rows, groups * 8), dtype=np.uint32)
-    lanes[:, :n] = values
-    lanes = lanes.reshape(s_rows, groups, 8)
-    out = np.zeros((s_rows, groups, bits), dtype=np.uint8)
-    for lane in range(8):
-        pos = lane * bits
-        v = lanes[:, :, lane]
-        for byte in range(pos >> 3, ((pos + bits - 1) >> 3) + 1):
-            sh = 8 * byte - pos
-            piece = v >> np.uint32(sh) if sh >= 0 else v << np.uint32(-sh)
-            out[:, :, byte] |= piece.astype(np.uint8)  # wraps modulo 256: keeps the low byte
-    return out.reshape(s_rows, groups * bits)[:, : _ceil_div(n * bits, 8)]
 
 
 # ------------------------------------------------------------------------------------ writing

@@ -11,10 +11,13 @@ import contextlib
 import json
 import logging
 import math
+import os
+import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,9 +33,9 @@ MODES = ("append", "overwrite")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
-@dataclass
+@dataclass(slots=True)
 class FeatureInfo:
-    """Metadata of one sidecar column."""
+    """Metadata of one sidecar column (slotted: a build holds one per feature per file)."""
 
     units: str | None = None
     doc_string: str | None = None
@@ -44,8 +47,7 @@ class FeatureInfo:
     range_from: str = "data"  # "producer": min/max were given and are the normalisation range
 
     def to_json(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if v is not None}
-        return d
+        return {k: v for k in _INFO_FIELDS if (v := getattr(self, k)) is not None}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], where: str = "") -> FeatureInfo:
@@ -61,7 +63,13 @@ class FeatureInfo:
         if "range_from" not in known:
             # v1 / hand-written files: an explicit range is a user-given normalisation range.
             known["range_from"] = "producer" if "min" in known and "max" in known else "data"
+        for key in ("units", "doc_string", "producer", "range_from"):  # the same in every file:
+            if isinstance(known.get(key), str):  # one copy, not one per file, in a big build
+                known[key] = sys.intern(known[key])
         return cls(**known)
+
+
+_INFO_FIELDS = tuple(FeatureInfo.__dataclass_fields__)
 
 
 @dataclass
@@ -99,10 +107,10 @@ class Sidecar:
 # -- paths ---------------------------------------------------------------------------------------------
 def json_path_for(npy_path: Path | str) -> Path:
     """``x.cond.npy`` → ``x.cond.json`` (never ``x.cond.cond.json``)."""
-    p = Path(npy_path)
-    if not p.name.endswith(".npy"):
+    p = os.fspath(npy_path)
+    if not p.endswith(".npy") or p.endswith(("/.npy", os.sep + ".npy")) or p == ".npy":
         raise SidecarError(f"{p}: sidecar arrays must end in .npy (e.g. {NPY_SUFFIX})")
-    return p.with_name(p.name[: -len(".npy")] + ".json")
+    return Path(p[: -len(".npy")] + ".json")
 
 
 def sidecar_path_for(ecdc_path: Path | str, audio_root: Path | str, cond_root: Path | str | None = None,
@@ -113,7 +121,13 @@ def sidecar_path_for(ecdc_path: Path | str, audio_root: Path | str, cond_root: P
     ecdc_path = Path(ecdc_path)
     rel = ecdc_path.relative_to(audio_root)
     base = Path(cond_root) / rel if cond_root is not None else ecdc_path
-    return base.with_name(base.name[: -len(base.suffix)] + suffix if base.suffix else base.name + suffix)
+    return base.with_name(sidecar_name(base.name, suffix))
+
+
+def sidecar_name(token_name: str, suffix: str = NPY_SUFFIX) -> str:
+    """``f.ecdc`` → ``f.cond.npy``: the last extension replaced (by ``Path.suffix``'s rule)."""
+    dot = token_name.rfind(".")
+    return (token_name[:dot] if 0 < dot < len(token_name) - 1 else token_name) + suffix
 
 
 # -- stats and validation ------------------------------------------------------------------------------
@@ -267,7 +281,8 @@ def read_sidecar_meta(npy_path: Path | str) -> dict[str, Any]:
     """The JSON of a sidecar, upgraded to schema v2 in memory (no array read)."""
     jpath = json_path_for(npy_path)
     try:
-        raw = json.loads(jpath.read_text(encoding="utf-8"))
+        with open(jpath, "rb") as fh:
+            raw = json.loads(fh.read())
     except FileNotFoundError:
         raise SidecarError(f"{jpath}: sidecar metadata missing; run wf-sidecar-init (s3) "
                            "for this token folder") from None
@@ -287,7 +302,7 @@ def upgrade_meta(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
         if not isinstance(feats, dict):
             raise SidecarError(f"{where}: 'features' must be an object")
         out = dict(raw)
-        out["features"] = {str(n): FeatureInfo.from_json(f, where) for n, f in feats.items()}
+        out["features"] = {sys.intern(str(n)): FeatureInfo.from_json(f, where) for n, f in feats.items()}
         return out
     if version != 1:
         raise SidecarError(f"{where}: unknown sidecar schema_version {version!r} (this version reads 1 and 2)")
@@ -320,19 +335,45 @@ def _array_errors(npy_path: Path) -> Iterator[None]:
                            "re-run wf-sidecar-init / wf-sidecar-add") from exc
 
 
-def read_sidecar_header(npy_path: Path | str) -> tuple[int, float, dict[str, FeatureInfo]]:
-    """(frames, fps, features) of a sidecar pair, checked like :func:`read_sidecar`, reading
-    only the ``.npy`` header (about 4x faster: for scans over many files)."""
-    npy_path = Path(npy_path)
-    meta = read_sidecar_meta(npy_path)
-    with _array_errors(npy_path), open(npy_path, "rb") as fh:
+#: The header numpy writes for a 2-D array (``np.save``); anything else goes to numpy's parser.
+_NPY_2D = re.compile(r"\{'descr': '([<>|]?[a-z]\d+)', 'fortran_order': (False|True), "
+                     r"'shape': \((\d+), (\d+)\), \} *\n")
+
+
+def _npy_header(npy_path: Path | str) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
+    """(shape, fortran_order, dtype, data offset) from a ``.npy`` header; None for format 3.0.
+
+    numpy's own header reader evaluates the header as Python (~50 us); a 2-D header as
+    ``np.save`` writes it is parsed here with one regular expression instead.
+    """
+    with _array_errors(npy_path), open(npy_path, "rb") as fh:  # type: ignore[arg-type]
+        head = fh.read(256)
+        if head[:6] == b"\x93NUMPY" and len(head) >= 10 and head[6] in (1, 2):
+            start = 10 if head[6] == 1 else 12
+            end = start + int.from_bytes(head[8:start], "little")
+            m = _NPY_2D.fullmatch(head[start:end].decode("latin1")) if end <= len(head) else None
+            if m is not None:
+                return (int(m[3]), int(m[4])), m[2] == "True", np.dtype(m[1]), end
+        fh.seek(0)
         version = np.lib.format.read_magic(fh)
         if version == (1, 0):
-            shape = np.lib.format.read_array_header_1_0(fh)[0]
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
         elif version == (2, 0):
-            shape = np.lib.format.read_array_header_2_0(fh)[0]
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
         else:  # 3.0 (utf-8 field names): no public header reader
+            return None
+        return shape, fortran, dtype, fh.tell()
+
+
+def _checked_header(npy_path: Path) -> tuple[dict[str, Any], tuple[tuple[int, ...], bool, np.dtype, int] | None]:
+    """The pair's upgraded metadata and ``.npy`` header, checked against each other."""
+    meta = read_sidecar_meta(npy_path)
+    npy = _npy_header(npy_path)
+    if npy is None:
+        with _array_errors(npy_path):
             shape = np.load(npy_path, mmap_mode="r", allow_pickle=False).shape
+    else:
+        shape = npy[0]
     feats: dict[str, FeatureInfo] = meta["features"]
     if len(shape) != 2 or shape[1] != len(feats):
         raise SidecarError(f"{npy_path}: array has shape {shape}, expected [T, {len(feats)}] "
@@ -340,10 +381,65 @@ def read_sidecar_header(npy_path: Path | str) -> tuple[int, float, dict[str, Fea
     if int(meta.get("frames", shape[0])) != shape[0]:
         raise SidecarError(f"{npy_path}: array has {shape[0]} rows but metadata says {meta['frames']} frames")
     try:
-        fps = float(meta.get("fps", 0.0))
+        meta["fps"] = float(meta.get("fps", 0.0))
     except (TypeError, ValueError):
         raise SidecarError(f"{npy_path}: fps must be a number, got {meta.get('fps')!r}") from None
-    return int(shape[0]), fps, feats
+    meta["frames"] = int(shape[0])
+    return meta, npy
+
+
+def read_sidecar_header(npy_path: Path | str) -> tuple[int, float, dict[str, FeatureInfo]]:
+    """(frames, fps, features) of a sidecar pair, checked like :func:`read_sidecar`, reading
+    only the ``.npy`` header (about 4x faster: for scans over many files)."""
+    meta, _ = _checked_header(Path(npy_path))
+    return meta["frames"], meta["fps"], meta["features"]
+
+
+class RowsLayout(NamedTuple):
+    """Where a sidecar's ``[T, D]`` values start in its ``.npy``: for :func:`read_rows`."""
+
+    data_offset: int
+    dtype: str
+    frames: int
+    names: tuple[str, ...]
+    file_size: int  # when parsed: a file of another size has been rewritten since
+
+
+def rows_layout(npy_path: Path | str) -> RowsLayout | None:
+    """Parse a pair's metadata and ``.npy`` header once, checked like :func:`read_sidecar`.
+
+    None when the array is not a C-ordered float16/float32 ``.npy`` of format 1 or 2 (read
+    those whole with :func:`read_sidecar`).
+    """
+    npy_path = Path(npy_path)
+    meta, npy = _checked_header(npy_path)
+    if npy is None or npy[1] or npy[2].str not in ("<f2", "<f4"):
+        return None
+    return RowsLayout(npy[3], npy[2].str, meta["frames"], tuple(meta["features"]),
+                      npy[3] + meta["frames"] * len(meta["features"]) * npy[2].itemsize)
+
+
+def read_rows(npy_path: str | os.PathLike[str], layout: RowsLayout, start: int, n: int) -> np.ndarray:
+    """Rows ``[start, start + n)`` of a sidecar as float32 ``[n, D]`` with one ``pread``, equal to
+    ``read_sidecar(npy_path).values[start:start + n]``; :class:`SidecarError` if the window is
+    outside the array or the file changed size since :func:`rows_layout`."""
+    d = len(layout.names)
+    if start < 0 or n < 0 or start + n > layout.frames:
+        raise SidecarError(f"{npy_path}: rows [{start}, {start + n}) are outside the sidecar's "
+                           f"{layout.frames} frames")
+    dtype = np.dtype(layout.dtype)
+    row_bytes = d * dtype.itemsize
+    with _array_errors(npy_path):  # type: ignore[arg-type]  (str is fine in its messages)
+        fd = os.open(npy_path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            raw = os.pread(fd, n * row_bytes, layout.data_offset + start * row_bytes)
+        finally:
+            os.close(fd)
+    if size != layout.file_size or len(raw) != n * row_bytes:
+        raise SidecarError(f"{npy_path}: file is {size} bytes, not the {layout.file_size} its header "
+                           "was read from: it changed while in use; re-open the dataset")
+    return np.frombuffer(raw, dtype).reshape(n, d).astype(np.float32)
 
 
 def read_sidecar(npy_path: Path | str, *, mmap: bool = False) -> Sidecar:

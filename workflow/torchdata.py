@@ -22,11 +22,12 @@ import torch
 from torch.utils.data import Dataset
 
 from . import hfdata
-from .ecdc import read_ecdc
+from .ecdc import read_ecdc, read_ecdc_header
+from .ecdc_window import WindowLayout, layout_of, read_window
 from .errors import DatasetError
 from .hfdata.flat import FlatSplit, check_flat, open_flat
 from .hfdata.schema import SOURCES
-from .sidecar import read_sidecar
+from .sidecar import RowsLayout, read_rows, read_sidecar, rows_layout
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,23 @@ class _Open:
     flat: FlatSplit | None = None
     strings: dict[str, _StringColumn] | None = None
     ints: dict[str, np.ndarray] | None = None
+    layouts: _FileLayouts | None = None
+
+
+class _FileLayouts:
+    """Per-row byte layouts of a file-backed split, parsed the first time a row is read.
+
+    Compact arrays (~70 bytes a row, whatever the file names) rather than objects per row, so a
+    worker that has touched 10^6 rows holds ~70 MB, not a dict of a million layouts.
+    """
+
+    UNKNOWN, WINDOWED, WHOLE = 0, 1, 2
+    DTYPES = ("", "<f2", "<f4")  # cond dtype code 0: the row has no sidecar
+
+    def __init__(self, rows: int):
+        self.state = np.zeros(rows, np.int8)
+        self.codes = np.zeros((rows, 5), np.int64)  # WindowLayout fields
+        self.cond = np.zeros((rows, 4), np.int64)  # data offset, dtype code, frames, file size
 
 
 class TokenCondDataset(Dataset):
@@ -218,6 +236,10 @@ class TokenCondDataset(Dataset):
         self.embedded_codes = has_codes and source != "files"
         self.embedded_cond = has_cond and source != "files"
         self._len = handle.ds.num_rows
+        # file-backed rows are read by window (parsed layouts + pread) when the columns allow it
+        self._windowed = (not self.embedded_codes and not self.embedded_cond
+                          and {"id", "audio", "cond"} <= set(handle.strings or {}))
+        self._abs_dir = os.path.abspath(self.dataset_dir)
 
     # -- setup -------------------------------------------------------------------------------------
     def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -367,6 +389,11 @@ class TokenCondDataset(Dataset):
             codes = read_ecdc(path).codes
             where = f"row {rid!r} ({path})"
         k, t = (int(x) for x in codes.shape)
+        self._check_codes(where, k, t, row)
+        cond = self._read_cond(h, i, row, t)
+        return codes, cond, row
+
+    def _check_codes(self, where: str, k: int, t: int, row: Mapping[str, Any]) -> None:
         if row["num_codebooks"] is not None and k != row["num_codebooks"] and not (t == 0 and k == 0):
             raise DatasetError(f"{self.dataset_dir}: {where}: codes have {k} codebooks but the row says "
                                f"{row['num_codebooks']}; rebuild the dataset with wf-build-dataset")
@@ -374,8 +401,62 @@ class TokenCondDataset(Dataset):
             raise DatasetError(f"{self.dataset_dir}: {where}: codes have {t} frames but the row says "
                                f"{row['num_frames']}; rebuild the dataset with wf-build-dataset")
 
-        cond = self._read_cond(h, i, row, t)
-        return codes, cond, row
+    def _cond_frames_error(self, where: str, got: int, t: int) -> DatasetError:
+        return DatasetError(f"{self.dataset_dir}: {where}: cond has {got} frames but the codes have "
+                            f"{t}; re-run wf-sidecar-init/-add for this file and rebuild")
+
+    # -- file-backed windows -----------------------------------------------------------------------
+    def _layout(self, h: _Open, i: int) -> int:
+        """Parse row ``i``'s `.ecdc` and sidecar headers (checked like :meth:`read_item`) into
+        ``h.layouts``; WINDOWED if both can be read by window, else WHOLE (read whole files)."""
+        lay = h.layouts
+        row = self._row_fields(h, i, ("id", "audio", "cond", "num_frames", "num_codebooks"))
+        path = self._path(row["audio"], "audio (.ecdc)", row["id"])
+        window = layout_of(read_ecdc_header(path))
+        state = lay.WHOLE
+        if window is not None:
+            self._check_codes(f"row {row['id']!r} ({path})", window.num_codebooks, window.num_frames, row)
+            lay.codes[i] = window
+            state = lay.WINDOWED
+            if row["cond"]:
+                cpath = self._path(row["cond"], "cond (.cond.npy)", row["id"])
+                rows = rows_layout(cpath)
+                if rows is None or list(rows.names) != self.feature_names:
+                    state = lay.WHOLE  # another dtype or column order: read_item handles it
+                elif rows.frames != window.num_frames:
+                    raise self._cond_frames_error(f"row {row['id']!r} ({cpath})", rows.frames, window.num_frames)
+                else:
+                    lay.cond[i] = (rows.data_offset, lay.DTYPES.index(rows.dtype), rows.frames, rows.file_size)
+        lay.state[i] = state
+        return state
+
+    def _file_item(self, h: _Open, i: int) -> dict[str, Any] | None:
+        """The item of row ``i`` read by window (two ``pread`` calls), or None to read whole files."""
+        if h.layouts is None:
+            h.layouts = _FileLayouts(h.table.num_rows)
+        state = h.layouts.state[i]
+        if state == _FileLayouts.UNKNOWN:
+            state = self._layout(h, i)
+        if state != _FileLayouts.WINDOWED:
+            return None
+        window = WindowLayout(*h.layouts.codes[i].tolist())
+        t, win = window.num_frames, self.window_frames
+        start, n = 0, t
+        if win is not None and t > win:
+            start = int(torch.randint(0, t - win + 1, ()).item()) if self.random_crop else 0
+            n = win
+        strings = h.strings or {}
+        codes = read_window(self._abs(strings["audio"][i]), window, start, n)
+        offset, dtype, frames, size = h.layouts.cond[i].tolist()
+        if dtype:
+            rows = RowsLayout(offset, _FileLayouts.DTYPES[dtype], frames, tuple(self.feature_names), size)
+            cond = read_rows(self._abs(strings["cond"][i]), rows, start, n)
+        else:
+            cond = np.zeros((n, 0), np.float32)
+        return self._item(strings["id"][i], start, codes, cond)
+
+    def _abs(self, rel: str) -> str:
+        return os.path.normpath(os.path.join(self._abs_dir, rel))
 
     def _read_cond(self, h: _Open, i: int, row: dict[str, Any], t: int) -> np.ndarray:
         rid = row["id"]
@@ -405,8 +486,7 @@ class TokenCondDataset(Dataset):
                                        "that the dataset lists; re-run wf-sidecar-add and rebuild the dataset")
                 values = sc.values[:, [names.index(n) for n in self.feature_names]]
         if values.shape[0] != t:
-            raise DatasetError(f"{self.dataset_dir}: {where}: cond has {values.shape[0]} frames but the "
-                               f"codes have {t}; re-run wf-sidecar-init/-add for this file and rebuild")
+            raise self._cond_frames_error(where, values.shape[0], t)
         return values
 
     # -- items -------------------------------------------------------------------------------------
@@ -431,10 +511,12 @@ class TokenCondDataset(Dataset):
         t = codes.shape[1]
         start = max(0, min(int(start), t))
         n = t - start if length is None else max(0, min(int(length), t - start))
-        c = np.array(codes[:, start:start + n], dtype=np.int64)  # copies just the window
-        v = cond[start:start + n]
-        v = self.normalize(v) if self.normalize_cond else np.array(v, dtype=np.float32)
-        return {"id": row["id"], "start": start, "length": n,
+        return self._item(row["id"], start, codes[:, start:start + n], cond[start:start + n])
+
+    def _item(self, rid: str, start: int, codes: np.ndarray, cond: np.ndarray) -> dict[str, Any]:
+        c = np.array(codes, dtype=np.int64)  # copies just the window
+        v = self.normalize(cond) if self.normalize_cond else np.array(cond, dtype=np.float32)
+        return {"id": rid, "start": start, "length": int(c.shape[1]),
                 "codes": torch.from_numpy(c), "cond": torch.from_numpy(v)}
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
@@ -446,6 +528,10 @@ class TokenCondDataset(Dataset):
                 cond = np.zeros((codes.shape[1], 0), np.float32)
             row = {"id": h.strings["id"][i]}
         else:
+            if self._windowed:
+                item = self._file_item(h, self._physical(h, idx))
+                if item is not None:
+                    return item
             codes, cond, row = self.read_item(idx)
         t = codes.shape[1]
         win = self.window_frames

@@ -118,3 +118,63 @@ def test_header_only_read_agrees_with_the_full_read(tmp_path: Path) -> None:
     npy.unlink()
     with pytest.raises(SidecarError, match="array missing"):
         S.read_sidecar_header(npy)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_windowed_rows_equal_the_full_read(tmp_path: Path, dtype: str) -> None:
+    npy = tmp_path / "a.cond.npy"
+    rng = np.random.default_rng(0)
+    sc = S.merge_features(S.empty_sidecar(40, 75.0, "a.ecdc", dtype=dtype), {
+        "x": (rng.normal(size=40), S.FeatureInfo(units="dB")), "y": (rng.uniform(size=40), S.FeatureInfo())})
+    S.write_sidecar(npy, sc)
+    full = S.read_sidecar(npy).values
+    layout = S.rows_layout(npy)
+    assert layout is not None and layout.names == ("x", "y") and layout.frames == 40
+    assert layout.dtype == np.dtype(dtype).str and layout.file_size == npy.stat().st_size
+    for start, n in ((0, 40), (0, 0), (3, 7), (39, 1), (40, 0)):
+        got = S.read_rows(str(npy), layout, start, n)
+        assert got.dtype == np.float32 and got.shape == (n, 2) and got.flags.writeable
+        np.testing.assert_array_equal(got, full[start:start + n])
+    with pytest.raises(SidecarError, match="outside the sidecar's 40 frames"):
+        S.read_rows(npy, layout, 35, 6)
+    # a pair rewritten with more frames: the old layout is refused, a fresh one reads it
+    S.write_sidecar(npy, S.merge_features(S.empty_sidecar(41, 75.0, "a.ecdc", dtype=dtype), {
+        "x": (np.zeros(41), S.FeatureInfo()), "y": (np.ones(41), S.FeatureInfo())}))
+    with pytest.raises(SidecarError, match="changed while in use"):
+        S.read_rows(npy, layout, 0, 5)
+    np.testing.assert_array_equal(S.read_rows(npy, S.rows_layout(npy), 36, 5), np.tile([0.0, 1.0], (5, 1)))
+    npy.unlink()
+    with pytest.raises(SidecarError, match="array missing"):
+        S.read_rows(npy, layout, 0, 5)
+
+
+def test_layouts_the_windowed_reader_leaves_to_the_full_read(tmp_path: Path) -> None:
+    npy = tmp_path / "a.cond.npy"
+    S.write_sidecar(npy, S.merge_features(S.empty_sidecar(6, 75.0, "a.ecdc"), {
+        "x": (np.arange(6.0), S.FeatureInfo()), "y": (np.ones(6), S.FeatureInfo())}))
+    np.save(npy, np.asfortranarray(np.arange(12, dtype=np.float32).reshape(6, 2)))
+    assert S.rows_layout(npy) is None  # column-major: read whole
+    np.save(npy, np.zeros((6, 2), np.float64))
+    assert S.rows_layout(npy) is None
+    np.save(npy, np.zeros((5, 2), np.float32))
+    with pytest.raises(SidecarError, match="5 rows but metadata says 6"):
+        S.rows_layout(npy)
+
+
+@pytest.mark.parametrize("array", [
+    np.zeros((0, 0), np.float16), np.arange(12, dtype=np.float32).reshape(6, 2),
+    np.ones((100_000, 3), ">f4"), np.asfortranarray(np.ones((4, 3), np.float32)),
+    np.zeros((5,), np.float32), np.zeros((2, 3, 4), np.float16), np.zeros((3, 2), np.int16)])
+def test_npy_header_fast_parse_agrees_with_numpy(tmp_path: Path, array: np.ndarray) -> None:
+    """The regular-expression header parse gives numpy's answer, or hands over to numpy."""
+    npy = tmp_path / "a.npy"
+    np.save(npy, array)
+    shape, fortran, dtype, offset = S._npy_header(npy)
+    with open(npy, "rb") as fh:
+        np.lib.format.read_magic(fh)
+        want = np.lib.format.read_array_header_1_0(fh)
+        assert offset == fh.tell()
+    assert (shape, fortran, dtype) == want
+    data = npy.read_bytes()[offset:]
+    got = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    np.testing.assert_array_equal(got, array)

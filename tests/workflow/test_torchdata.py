@@ -265,3 +265,57 @@ def test_flat_buffers_are_the_fast_path_and_are_checked(built, tmp_path):
     with pytest.raises(DatasetError, match="damaged.*rebuild"):
         TokenCondDataset(bad, "train")
     assert TokenCondDataset(bad, "train", source="files")[0]["codes"].shape[0] == 8
+
+
+def test_file_rows_are_read_by_window_with_the_same_items(built, tmp_path):
+    """Files are read by window (header layouts parsed once, then two preads per item): items
+    equal the flat buffers' under the same seed; other layouts fall back to whole-file reads."""
+    from workflow.ecdc import write_ecdc
+    from workflow.errors import EcdcFormatError
+    from workflow.torchdata import _FileLayouts
+
+    emb = TokenCondDataset(built["embedded"], "train", window_frames=WINDOW)
+    for window, crop in ((WINDOW, True), (WINDOW, False), (None, True)):
+        plain = TokenCondDataset(built["plain"], "train", window_frames=window, random_crop=crop)
+        ref = TokenCondDataset(built["embedded"], "train", window_frames=window, random_crop=crop)
+        for seed in range(2):
+            torch.manual_seed(seed)
+            a = [plain[i] for i in range(len(plain))]
+            torch.manual_seed(seed)
+            b = [ref[i] for i in range(len(ref))]
+            for x, y in zip(a, b):
+                assert (x["id"], x["start"], x["length"]) == (y["id"], y["start"], y["length"])
+                assert torch.equal(x["codes"], y["codes"]) and torch.equal(x["cond"], y["cond"])
+        assert (plain._open().layouts.state == _FileLayouts.WINDOWED).all()
+    assert emb._open().layouts is None  # flat buffers never parse file layouts
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built["plain"], copy)  # links followed: real files to rewrite
+    ds = TokenCondDataset(copy, "train", window_frames=WINDOW)
+    row = next(i for i in range(len(ds)) if ds.row(i)["cond"] is not None)
+    cond_path = resolve_path(copy, ds.row(row)["cond"])
+    sc = read_sidecar(cond_path)
+    order = list(reversed(sc.names))  # same features, columns in another order: read whole
+    write_sidecar(cond_path, merge_features(empty_sidecar(sc.frames, sc.fps, sc.source),
+                                            {n: (sc.values[:, sc.names.index(n)], sc.features[n]) for n in order}))
+    torch.manual_seed(5)
+    got = ds[row]
+    torch.manual_seed(5)
+    want = TokenCondDataset(built["plain"], "train", window_frames=WINDOW)[row]
+    assert torch.equal(got["cond"], want["cond"]) and torch.equal(got["codes"], want["codes"])
+    assert ds._open().layouts.state[row] == _FileLayouts.WHOLE
+
+    other = next(i for i in range(len(ds)) if i != row and ds.row(i)["cond"] is not None)
+    bad = resolve_path(copy, ds.row(other)["cond"])
+    sc = read_sidecar(bad)
+    write_sidecar(bad, merge_features(empty_sidecar(sc.frames + 1, sc.fps, sc.source),
+                                      {n: (np.r_[sc.values[:, j], 0.0], sc.features[n]) for j, n in enumerate(sc.names)}))
+    with pytest.raises(DatasetError, match=rf"cond has {sc.frames + 1} frames but the codes have {sc.frames}"):
+        ds[other]
+    # a token file re-encoded while training: refused, naming the file
+    last = next(i for i in range(len(ds)) if i not in (row, other))
+    ds[last]
+    audio = resolve_path(copy, ds.row(last)["audio"])
+    write_ecdc(audio, np.zeros((8, 3), np.int64), model="encodec_24khz", audio_length=960, bits=10)
+    with pytest.raises(EcdcFormatError, match=f"{audio.name}.*changed while in use"):
+        ds[last]
