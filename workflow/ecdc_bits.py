@@ -32,16 +32,21 @@ def _gather_plan(frames: int, k: int, bits: int) -> tuple[np.ndarray, np.ndarray
     return byte, shift
 
 
-def _unpack_gather(rows: np.ndarray, frames: int, k: int, bits: int) -> np.ndarray:
+def _unpack_gather(rows: np.ndarray, frames: int, k: int, bits: int, dtype: type = np.int16) -> np.ndarray:
+    """One gather of little-endian 4-byte words at each code's byte (an unaligned, overlapping
+    view of the bytes: bits <= 15 and a shift <= 7 fit in them), then shift and mask."""
     byte, shift = _gather_plan(frames, k, bits)
-    need = int(byte[-1, -1]) + 3 if frames else 0  # bits <= 15 and shift <= 7: 3 bytes hold a code
-    b = np.zeros((rows.shape[0], need), np.uint32)
-    got = min(need, rows.shape[1])
-    b[:, :got] = rows[:, :got]
-    v = b[:, byte] | (b[:, byte + 1] << 8) | (b[:, byte + 2] << 16)
+    need = int(byte[-1, -1]) + 4
+    buf = rows
+    if rows.shape[1] < need or not rows.flags.c_contiguous:
+        buf = np.zeros((rows.shape[0], need), np.uint8)
+        got = min(need, rows.shape[1])
+        buf[:, :got] = rows[:, :got]
+    words = np.ndarray((buf.shape[0], need - 3), "<u4", buffer=buf, strides=(buf.strides[0], 1))
+    v = words[:, byte]
     v >>= shift
     v &= (1 << bits) - 1
-    return v.astype(np.int16)
+    return v.astype(dtype)
 
 
 def _unpack_strided(rows: np.ndarray, frames: int, k: int, bits: int) -> np.ndarray:
@@ -70,14 +75,15 @@ def _unpack_strided(rows: np.ndarray, frames: int, k: int, bits: int) -> np.ndar
     return out
 
 
-def unpack_codes(rows: np.ndarray, frames: int, k: int, bits: int) -> np.ndarray:
-    """Decode each row of ``rows`` (uint8 ``[S, >= ceil(frames*k*bits/8)]``) into int16
-    ``[S, k, frames]``; ``bits`` <= 15."""
+def unpack_codes(rows: np.ndarray, frames: int, k: int, bits: int, dtype: type = np.int16) -> np.ndarray:
+    """Decode each row of ``rows`` (uint8 ``[S, >= ceil(frames*k*bits/8)]``) into
+    ``[S, k, frames]`` of int16 (or ``dtype``, e.g. int64 for a loader); ``bits`` <= 15."""
     if frames == 0 or k == 0 or rows.shape[0] == 0:
-        return np.empty((rows.shape[0], k, frames), dtype=np.int16)
+        return np.empty((rows.shape[0], k, frames), dtype=dtype)
     if rows.shape[0] * frames * k <= GATHER_MAX_CODES:
-        return _unpack_gather(rows, frames, k, bits)
-    return _unpack_strided(rows, frames, k, bits)
+        return _unpack_gather(rows, frames, k, bits, dtype)
+    codes = _unpack_strided(rows, frames, k, bits)
+    return codes if dtype == np.int16 else codes.astype(dtype)
 
 
 def pack_rows(values: np.ndarray, bits: int) -> np.ndarray:

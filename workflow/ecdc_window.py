@@ -42,9 +42,10 @@ def window_layout(path: str | os.PathLike[str]) -> WindowLayout | None:
     return layout_of(read_ecdc_header(path))
 
 
-def read_window(path: str | os.PathLike[str], layout: WindowLayout, start: int, n: int) -> np.ndarray:
-    """Frames ``[start, start + n)`` of the file as int16 ``[K, n]``, equal to
-    ``read_ecdc(path).codes[:, start:start + n]``.
+def read_window(path: str | os.PathLike[str], layout: WindowLayout, start: int, n: int,
+                dtype: type = np.int16) -> np.ndarray:
+    """Frames ``[start, start + n)`` of the file as ``[K, n]`` (int16, or ``dtype``: a loader
+    that wants int64 gets it without a second copy), equal to ``read_ecdc(path).codes[:, start:start + n]``.
 
     Raises :class:`EcdcFormatError` if the window lies outside the file or the file's size is no
     longer the one its layout was parsed from (re-parse it with :func:`window_layout`).
@@ -63,8 +64,8 @@ def read_window(path: str | os.PathLike[str], layout: WindowLayout, start: int, 
         raise _fail(str(path), f"cannot read file ({exc.strerror or exc})", "check the path") from exc
     try:
         size = os.fstat(fd).st_size
-        # up to 3 bytes past the window: unpack_codes reads 3 bytes per code (the rest is masked)
-        raw = os.pread(fd, hi - lo + 3, layout.data_offset + lo)
+        # up to 4 bytes past the window: unpack_codes reads 4 bytes per code (the rest is masked)
+        raw = os.pread(fd, hi - lo + 4, layout.data_offset + lo)
     finally:
         os.close(fd)
     if size != layout.file_size:
@@ -72,8 +73,8 @@ def read_window(path: str | os.PathLike[str], layout: WindowLayout, start: int, 
                     "read from: it changed while in use", REENCODE_HINT)
     if len(raw) < hi - lo:
         raise _fail(str(path), "file ended inside the window's codes")
-    codes = unpack_codes(np.frombuffer(raw, np.uint8)[None], start + n - first, k, bits)[0]
-    return codes[:, start - first:]
+    codes = unpack_codes(np.frombuffer(raw, np.uint8)[None], start + n - first, k, bits, dtype)[0]
+    return codes if first == start else np.ascontiguousarray(codes[:, start - first:])
 
 
 __all__ = ["WindowLayout", "layout_of", "read_window", "window_layout"]

@@ -429,13 +429,16 @@ def read_rows(npy_path: str | os.PathLike[str], layout: RowsLayout, start: int, 
                            f"{layout.frames} frames")
     dtype = np.dtype(layout.dtype)
     row_bytes = d * dtype.itemsize
-    with _array_errors(npy_path):  # type: ignore[arg-type]  (str is fine in its messages)
+    try:
         fd = os.open(npy_path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-            raw = os.pread(fd, n * row_bytes, layout.data_offset + start * row_bytes)
-        finally:
-            os.close(fd)
+    except OSError:
+        with _array_errors(npy_path):  # type: ignore[arg-type]  (re-raised as a SidecarError)
+            raise
+    try:
+        size = os.fstat(fd).st_size
+        raw = os.pread(fd, n * row_bytes, layout.data_offset + start * row_bytes)
+    finally:
+        os.close(fd)
     if size != layout.file_size or len(raw) != n * row_bytes:
         raise SidecarError(f"{npy_path}: file is {size} bytes, not the {layout.file_size} its header "
                            "was read from: it changed while in use; re-open the dataset")

@@ -240,6 +240,7 @@ class TokenCondDataset(Dataset):
         self._windowed = (not self.embedded_codes and not self.embedded_cond
                           and {"id", "audio", "cond"} <= set(handle.strings or {}))
         self._abs_dir = os.path.abspath(self.dataset_dir)
+        self._names = tuple(self.feature_names)
 
     # -- setup -------------------------------------------------------------------------------------
     def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -446,17 +447,20 @@ class TokenCondDataset(Dataset):
             start = int(torch.randint(0, t - win + 1, ()).item()) if self.random_crop else 0
             n = win
         strings = h.strings or {}
-        codes = read_window(self._abs(strings["audio"][i]), window, start, n)
+        codes = read_window(self._abs(strings["audio"][i]), window, start, n, dtype=np.int64)
         offset, dtype, frames, size = h.layouts.cond[i].tolist()
         if dtype:
-            rows = RowsLayout(offset, _FileLayouts.DTYPES[dtype], frames, tuple(self.feature_names), size)
+            rows = RowsLayout(offset, _FileLayouts.DTYPES[dtype], frames, self._names, size)
             cond = read_rows(self._abs(strings["cond"][i]), rows, start, n)
         else:
             cond = np.zeros((n, 0), np.float32)
-        return self._item(strings["id"][i], start, codes, cond)
+        return self._item(strings["id"][i], start, codes, cond, fresh=True)
 
     def _abs(self, rel: str) -> str:
-        return os.path.normpath(os.path.join(self._abs_dir, rel))
+        """:func:`hfdata.resolve_path` as a string; the common case (no ``..``) without normpath."""
+        if ".." in rel or rel.startswith("/") or "//" in rel or "/./" in rel:
+            return os.path.normpath(os.path.join(self._abs_dir, rel))
+        return f"{self._abs_dir}/{rel}"
 
     def _read_cond(self, h: _Open, i: int, row: dict[str, Any], t: int) -> np.ndarray:
         rid = row["id"]
@@ -492,13 +496,16 @@ class TokenCondDataset(Dataset):
     # -- items -------------------------------------------------------------------------------------
     def normalize(self, cond: np.ndarray) -> np.ndarray:
         """Dataset-wide min/max scaling of a ``[T, D]`` block to ``[0, 1]`` (a new float32 array)."""
+        out = np.array(cond, dtype=np.float32)  # the one allocation; the rest is in place
         if cond.shape[1] == 0:
-            return np.array(cond, dtype=np.float32)
-        out = (np.asarray(cond, dtype=np.float32) - self._lo) / self._span
+            return out
+        out -= self._lo
+        out /= self._span
         if self._any_dead:
             out[:, self._dead] = 0.0  # max == min: no information, a constant 0
-        if self.clip:
-            np.clip(out, 0.0, 1.0, out=out)
+        if self.clip:  # two ufuncs: np.clip's Python wrapper costs more than both on a window
+            np.maximum(out, 0.0, out=out)
+            np.minimum(out, 1.0, out=out)
         return out
 
     def window(self, idx: int, start: int = 0, length: int | None = None) -> dict[str, Any]:
@@ -513,8 +520,10 @@ class TokenCondDataset(Dataset):
         n = t - start if length is None else max(0, min(int(length), t - start))
         return self._item(row["id"], start, codes[:, start:start + n], cond[start:start + n])
 
-    def _item(self, rid: str, start: int, codes: np.ndarray, cond: np.ndarray) -> dict[str, Any]:
-        c = np.array(codes, dtype=np.int64)  # copies just the window
+    def _item(self, rid: str, start: int, codes: np.ndarray, cond: np.ndarray,
+              fresh: bool = False) -> dict[str, Any]:
+        # copies just the window, unless the caller made it (``fresh``, int64: windowed reads)
+        c = codes if fresh else np.array(codes, dtype=np.int64)
         v = self.normalize(cond) if self.normalize_cond else np.array(cond, dtype=np.float32)
         return {"id": rid, "start": start, "length": int(c.shape[1]),
                 "codes": torch.from_numpy(c), "cond": torch.from_numpy(v)}
