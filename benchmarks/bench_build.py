@@ -128,12 +128,14 @@ def _slopes(rows: list[dict]) -> dict[str, float]:
     if len(counts) < 2:
         return out
     by = {(r["variant"], r["files"]): r["wall_s"] for r in rows}
+    mem = {(r["variant"], r["files"]): r["peak_mb"] for r in rows}
     lo, hi = counts[0], counts[-1]
-    for v in {r["variant"] for r in rows}:
+    for v in sorted({r["variant"] for r in rows}):
         if (v, lo) in by and (v, hi) in by:
             out[f"{v}_ms_per_file"] = 1e3 * (by[(v, hi)] - by[(v, lo)]) / (hi - lo)
+            out[f"{v}_peak_kib_per_file"] = 1024 * (mem[(v, hi)] - mem[(v, lo)]) / (hi - lo)
     if "naive_ms_per_file" in out:
-        for v in ("link", "embed"):
+        for v in ("none", "link", "embed"):
             if f"{v}_ms_per_file" in out:
                 out[f"{v}_added_ms_per_file"] = out[f"{v}_ms_per_file"] - out["naive_ms_per_file"]
     return out

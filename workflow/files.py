@@ -65,10 +65,6 @@ def normalize_extensions(extensions: Iterable[str] | str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _is_hidden_or_temp(path: Path) -> bool:
-    return path.name.startswith(".") or TMP_MARKER in path.name
-
-
 def _dir_id(path: str) -> tuple[int, int] | None:
     """(device, inode) of a folder: the identity of a real directory, however it is reached."""
     try:
@@ -138,17 +134,22 @@ def discover(
     exts = normalize_extensions(extensions)
     multi = tuple(e for e in exts if e.count(".") > 1)  # e.g. ".cond.npy"
     excluded = [os.path.realpath(e) for e in exclude]
-    found: list[Path] = []
-    walker = _walk_once(root, excluded) if recursive else [(str(root), os.listdir(root))]
+    found: list[tuple[str, str]] = []  # (POSIX path relative to root: the sort key, full path)
+    top = str(root)
+    walker = _walk_once(root, excluded) if recursive else [(top, os.listdir(root))]
     for dirpath, filenames in walker:
-        for name in filenames:
-            p = Path(dirpath) / name
-            if _is_hidden_or_temp(p) or not p.is_file():
+        rel_dir = "" if dirpath == top else os.path.relpath(dirpath, top).replace(os.sep, "/") + "/"
+        for name in filenames:  # string tests first: only matching names cost a stat
+            if name.startswith(".") or TMP_MARKER in name:
                 continue
             low = name.lower()
-            if p.suffix.lower() in exts or any(low.endswith(m) for m in multi):
-                found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+            if os.path.splitext(low)[1] not in exts and not any(low.endswith(m) for m in multi):
+                continue
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full):
+                found.append((rel_dir + name, full))
+    found.sort()
+    return [Path(full) for _, full in found]
 
 
 def relative_key(path: Path, root: Path) -> str:

@@ -22,8 +22,9 @@ def _touch(p: Path, data: bytes = b"x") -> Path:
 def test_discover_recursive_filters_and_sorts(tmp_path: Path) -> None:
     root = tmp_path / "in"
     for rel in ["b.wav", "a/c.WAV", "a/z/d.flac", "a/notes.txt", ".hidden.wav", "a/._mac.wav",
-                ".git/e.wav", f"a/.x{files.TMP_MARKER}1.wav", "sp ace/é.wav"]:
+                ".git/e.wav", f"a/.x{files.TMP_MARKER}1.wav", "sp ace/é.wav", "a/folder.wav/f.txt"]:
         _touch(root / rel)
+    (root / "a" / "dangling.wav").symlink_to(root / "nowhere.wav")  # matches by name, is no file
     got = [files.relative_key(p, root) for p in files.discover(root, ".wav,flac")]
     assert got == ["a/c.WAV", "a/z/d.flac", "b.wav", "sp ace/é.wav"]
     flat = [files.relative_key(p, root) for p in files.discover(root, [".wav"], recursive=False)]

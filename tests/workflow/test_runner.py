@@ -228,3 +228,40 @@ def test_run_cli_turns_machine_os_errors_into_one_line(tmp_path: Path, capsys) -
 
     with pytest.raises(FileNotFoundError):  # not the machine's fault: keep the traceback
         run_cli(bug, [])
+
+
+def test_thread_pool_takes_items_in_chunks_and_reports_each(tmp_path: Path, monkeypatch) -> None:
+    """Light items go to threads in chunks (fewer futures and wake-ups); every item still gets its
+    own result, a failing item only fails itself, and the progress count is per item."""
+    from workflow import runner as R
+
+    contents = {f"d{i // 50}/f{i:04d}.txt": ("bad" if i % 97 == 0 else "x") for i in range(600)}
+    _, out, items = _tree(tmp_path, contents)
+    tasks: list[int] = []
+    real = R._run_chunk
+
+    def counting(fn, chunk):
+        tasks.append(len(chunk))
+        return real(fn, chunk)
+
+    monkeypatch.setattr(R, "_run_chunk", counting)
+    rep = Runner("t", RunOptions(workers=2, progress=False), {}).map(items, copy_upper, executor="thread")
+    assert sorted(r.key for r in rep.results) == sorted(contents)  # each once
+    failed = {r.key for r in rep.failed}
+    assert failed == {k for k, v in contents.items() if v == "bad"}
+    assert all((out / k.replace(".txt", ".out")).read_text() == "X" for k in contents if k not in failed)
+    assert sum(tasks) == 600 and max(tasks) == R.THREAD_CHUNK and len(tasks) < 600 / 10
+
+
+def test_report_is_written_one_result_at_a_time_as_the_same_json(tmp_path: Path) -> None:
+    from workflow.runner import ItemResult, RunReport
+
+    rep = RunReport("t", {"path": tmp_path, "n": 3}, "2026-12-03T12:00:00")
+    for results in ([], [ItemResult("a", OK, 0.5, {"frames": 7, "flags": ["x"]}),
+                         ItemResult("b/é", FAILED, 0.1, error='bad "quote"\nline')]):
+        rep.results = results
+        rep.write(tmp_path / "r.json")
+        got = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+        assert got == json.loads(json.dumps(rep.to_dict(), default=str))
+        assert got["counts"]["total"] == len(results) and got["params"]["path"] == str(tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.name != "r.json"]  # no temp left behind

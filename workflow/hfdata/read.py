@@ -70,6 +70,10 @@ def load_dataset_dir(dataset_dir: Path | str) -> datasets.DatasetDict:
     return ds
 
 
+#: Bytes read at once from a token file for its header (Meta's and s2's headers are ~100-300).
+HEAD_BYTES = 4096
+
+
 def read_token_header(path: Path | str) -> ecdc.EcdcHeader:
     """Header of a token file, checked against the file size (a truncated file fails here).
 
@@ -78,13 +82,16 @@ def read_token_header(path: Path | str) -> ecdc.EcdcHeader:
     name = str(path)
     try:
         with open(path, "rb") as fh:
-            head = fh.read(len(ecdc.MAGIC))
+            head = fh.read(HEAD_BYTES)  # holds the whole header of a typical file: one read
             size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
         raise EcdcFormatError(f"{name}: cannot read file ({exc.strerror or exc}); check the path") from exc
-    if head != ecdc.MAGIC:
+    if head[:len(ecdc.MAGIC)] != ecdc.MAGIC:
         return ecdc.load_tokens(path).header
-    header = ecdc.read_ecdc_header(path)
+    try:
+        header = ecdc.read_ecdc_header(head)
+    except EcdcFormatError:  # a longer header, or a broken one: read again for the file's own message
+        header = ecdc.read_ecdc_header(path)
     expected = header.data_offset + header.payload_bytes
     if size != expected:
         raise EcdcFormatError(

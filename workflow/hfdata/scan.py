@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shlex
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,13 +30,17 @@ from .schema import STAGE
 log = logging.getLogger(__package__)  # "workflow.hfdata", the logger name from before the split
 
 
-@dataclass
+@dataclass(slots=True)
 class _Scanned:
-    """One usable token file (the light part; codes are read later, only with --embed)."""
+    """One usable token file (the light part; codes are read later, only with --embed).
+
+    A build holds one per file until its metadata is written: slotted, paths as strings and
+    repeated strings interned keep it near 1 KB (most of it the per-file feature stats).
+    """
 
     key: str
     id: str
-    src: Path
+    src: str
     codec: str
     fps: float
     sample_rate: int
@@ -42,16 +48,16 @@ class _Scanned:
     num_frames: int
     duration: float
     weights: str
-    cond_src: Path | None
+    cond_src: str | None
     features: dict[str, sidecar.FeatureInfo]
-    wav_src: Path | None
+    wav_src: str | None
 
     @property
     def signature(self) -> tuple[str, float, int, int]:
         return (self.codec, round(self.fps, 6), self.sample_rate, self.num_codebooks)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     scanned: _Scanned
     audio: str
@@ -89,11 +95,12 @@ def _scan_one(item: WorkItem, cfg: BuildConfig) -> _Scanned:
             raise DatasetError(f"{item.src}: its wav {wav_src} is missing (--wav-root {cfg.wav_root}); "
                                "re-run s1 for it or drop --wav-root")
     return _Scanned(
-        key=item.key, id=_strip_suffix(item.key, cfg.suffix), src=item.src, codec=header.model,
-        fps=float(header.fps), sample_rate=int(header.sample_rate),
+        key=item.key, id=_strip_suffix(item.key, cfg.suffix), src=os.fspath(item.src),
+        codec=sys.intern(header.model), fps=float(header.fps), sample_rate=int(header.sample_rate),
         num_codebooks=int(header.num_codebooks), num_frames=int(frames),
-        duration=float(header.duration), weights=header.weights or "unknown",
-        cond_src=cond_src, features=features, wav_src=wav_src)
+        duration=float(header.duration), weights=sys.intern(header.weights or "unknown"),
+        cond_src=None if cond_src is None else os.fspath(cond_src), features=features,
+        wav_src=None if wav_src is None else os.fspath(wav_src))
 
 
 def _scan(cfg: BuildConfig, items: list[WorkItem]) -> tuple[list[_Scanned], Any]:

@@ -96,41 +96,46 @@ def _carry(src: Path, dst: Path) -> bool:
 
 
 class _DirCache:
-    """Per-build memo of folders made in the staging tree and of real folder paths (each costs
+    """Per-build memo of folders made in the staging tree and of link prefixes (each costs
     system calls per file otherwise; a build never changes the folders it links between)."""
 
     def __init__(self) -> None:
-        self.made: set[Path] = set()
-        self.real: dict[Path, str] = {}
+        self.made: set[str] = set()
+        self.prefix: dict[tuple[str, str], str] = {}
 
-    def mkdir(self, folder: Path) -> None:
+    def mkdir(self, folder: str) -> None:
         if folder not in self.made:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self.made.add(folder)
 
-    def realpath(self, folder: Path) -> str:
-        got = self.real.get(folder)
+    def link_prefix(self, src_dir: str, final_dir: str) -> str:
+        """The relative path from ``final_dir`` to ``src_dir``, between the real folders: a
+        symlinked parent of either side must not skew the ``..``."""
+        key = (src_dir, final_dir)
+        got = self.prefix.get(key)
         if got is None:
-            got = self.real[folder] = os.path.realpath(_abs(folder))
+            got = self.prefix[key] = os.path.relpath(os.path.realpath(_abs(src_dir)),
+                                                     os.path.realpath(_abs(final_dir)))
         return got
 
 
-def _place(src: Path, final: Path, staged: Path, mode: str, dirs: _DirCache | None = None) -> None:
+def _place(src: Path | str, final: Path | str, staged: Path | str, mode: str,
+           dirs: _DirCache | None = None) -> None:
     """Materialise ``src`` at ``staged``; a link is relative to where it will finally live."""
     dirs = dirs or _DirCache()
-    dirs.mkdir(staged.parent)
+    src, final, staged = os.fspath(src), os.fspath(final), os.fspath(staged)
+    dirs.mkdir(os.path.dirname(staged))
     if mode == "link":
-        # relative to the real folders: a symlinked parent of either side must not skew the ``..``
-        target = os.path.join(dirs.realpath(src.parent), src.name)
-        link = os.path.relpath(target, dirs.realpath(final.parent))
+        src_dir, name = os.path.split(src)
+        link = os.path.join(dirs.link_prefix(src_dir, os.path.dirname(final)), name)
         try:
             os.symlink(link, staged)
         except FileExistsError:  # a kept split's file at the same place: replace it
-            staged.unlink()
+            os.unlink(staged)
             os.symlink(link, staged)
         return
     with contextlib.suppress(FileNotFoundError):
-        staged.unlink()  # never copy through a carried link
+        os.unlink(staged)  # never copy through a carried link
     shutil.copy2(src, staged)
 
 
