@@ -65,6 +65,19 @@ def built(token_tree, tmp_path_factory) -> dict[str, Path]:
     return build_datasets(token_tree, tmp_path_factory)
 
 
+def assert_same_items(a: TokenCondDataset, b: TokenCondDataset, seeds: int) -> None:
+    """Every item of ``a`` and ``b`` is identical under the same torch seed (crops included)."""
+    assert len(a) == len(b)
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        xs = [a[i] for i in range(len(a))]
+        torch.manual_seed(seed)
+        ys = [b[i] for i in range(len(b))]
+        for x, y in zip(xs, ys):
+            assert (x["id"], x["start"], x["length"]) == (y["id"], y["start"], y["length"])
+            assert torch.equal(x["codes"], y["codes"]) and torch.equal(x["cond"], y["cond"])
+
+
 def expected_norm(meta: dict, values: np.ndarray) -> np.ndarray:
     """Independent reimplementation of the documented normalisation (dataset-wide, clipped)."""
     out = np.zeros_like(values, dtype=np.float32)
@@ -242,14 +255,7 @@ def test_flat_buffers_are_the_fast_path_and_are_checked(built, tmp_path):
     shutil.rmtree(arrow_only / "train" / FLAT_DIR)
     old = TokenCondDataset(arrow_only, "train", window_frames=WINDOW)
     assert old._open().flat is None  # datasets built before the flat buffers are still read
-    for seed in range(3):
-        torch.manual_seed(seed)
-        a = [ds[i] for i in range(len(ds))]
-        torch.manual_seed(seed)
-        b = [old[i] for i in range(len(old))]
-        for x, y in zip(a, b):
-            assert x["id"] == y["id"] and x["start"] == y["start"] and x["length"] == y["length"]
-            assert torch.equal(x["codes"], y["codes"]) and torch.equal(x["cond"], y["cond"])
+    assert_same_items(ds, old, seeds=3)
     assert ds.read_item(1)[2] == old.read_item(1)[2]  # same row fields through both readers
     # an index that disagrees with the Arrow rows is refused when the split is opened
     bad = tmp_path / "bad"
@@ -278,14 +284,7 @@ def test_file_rows_are_read_by_window_with_the_same_items(built, tmp_path):
     for window, crop in ((WINDOW, True), (WINDOW, False), (None, True)):
         plain = TokenCondDataset(built["plain"], "train", window_frames=window, random_crop=crop)
         ref = TokenCondDataset(built["embedded"], "train", window_frames=window, random_crop=crop)
-        for seed in range(2):
-            torch.manual_seed(seed)
-            a = [plain[i] for i in range(len(plain))]
-            torch.manual_seed(seed)
-            b = [ref[i] for i in range(len(ref))]
-            for x, y in zip(a, b):
-                assert (x["id"], x["start"], x["length"]) == (y["id"], y["start"], y["length"])
-                assert torch.equal(x["codes"], y["codes"]) and torch.equal(x["cond"], y["cond"])
+        assert_same_items(plain, ref, seeds=2)
         assert (plain._open().layouts.state == _FileLayouts.WINDOWED).all()
     assert emb._open().layouts is None  # flat buffers never parse file layouts
 
