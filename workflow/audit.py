@@ -303,7 +303,7 @@ def audit_file(ecdc_path: Path, npy_path: Path, cfg: AuditConfig) -> dict[str, A
         return out
     meta, declared = _read_meta(jpath, issue)
     try:
-        arr = np.load(npy_path, allow_pickle=False)
+        arr = sc_mod.load_npy(npy_path)
     except (OSError, ValueError, EOFError) as exc:
         issue("bad_sidecar", f"{npy_path.name}: unreadable array ({str(exc)[:120]}); delete the pair "
                              "and re-run wf-sidecar-init / wf-sidecar-add")
@@ -376,7 +376,7 @@ def _audit_item(item: WorkItem, cfg: AuditConfig) -> dict[str, Any]:
 def _histogram_item(item: WorkItem, edges: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     """Counts per wanted feature of one (already audited, well-formed) sidecar."""
     meta = sc_mod.read_sidecar_meta(item.dst)
-    arr = np.load(item.dst, allow_pickle=False)
+    arr = sc_mod.load_npy(item.dst)
     counts = {}
     for i, name in enumerate(meta["features"]):
         if name in edges:

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -335,6 +336,10 @@ def _array_errors(npy_path: Path) -> Iterator[None]:
                            "re-run wf-sidecar-init / wf-sidecar-add") from exc
 
 
+#: numpy reads a ``.npy`` header with ``ast.literal_eval``, which CPython 3.11 does not run in
+#: two threads at once ("SystemError: AST constructor recursion depth mismatch", seen in s5's
+#: --embed threads): every use of numpy's header reader here holds this lock.
+_NUMPY_PARSE_LOCK = threading.Lock()
 #: The header numpy writes for a 2-D array (``np.save``); anything else goes to numpy's parser.
 _NPY_2D = re.compile(r"\{'descr': '([<>|]?[a-z]\d+)', 'fortran_order': (False|True), "
                      r"'shape': \((\d+), (\d+)\), \} *\n")
@@ -342,11 +347,13 @@ _NPY_2D = re.compile(r"\{'descr': '([<>|]?[a-z]\d+)', 'fortran_order': (False|Tr
 
 def _npy_header(npy_path: Path | str) -> tuple[tuple[int, ...], bool, np.dtype, int] | None:
     """(shape, fortran_order, dtype, data offset) from a ``.npy`` header; None for format 3.0.
+    Raises OSError / ValueError as ``np.load`` does.
 
-    numpy's own header reader evaluates the header as Python (~50 us); a 2-D header as
-    ``np.save`` writes it is parsed here with one regular expression instead.
+    numpy's own header reader evaluates the header as Python (~50 us, and not thread-safe, see
+    :data:`_NUMPY_PARSE_LOCK`); a 2-D header as ``np.save`` writes it is parsed here with one
+    regular expression instead.
     """
-    with _array_errors(npy_path), open(npy_path, "rb") as fh:  # type: ignore[arg-type]
+    with open(npy_path, "rb") as fh:
         head = fh.read(256)
         if head[:6] == b"\x93NUMPY" and len(head) >= 10 and head[6] in (1, 2):
             start = 10 if head[6] == 1 else 12
@@ -355,25 +362,44 @@ def _npy_header(npy_path: Path | str) -> tuple[tuple[int, ...], bool, np.dtype, 
             if m is not None:
                 return (int(m[3]), int(m[4])), m[2] == "True", np.dtype(m[1]), end
         fh.seek(0)
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-        else:  # 3.0 (utf-8 field names): no public header reader
-            return None
+        with _NUMPY_PARSE_LOCK:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:  # 3.0 (utf-8 field names): no public header reader
+                return None
         return shape, fortran, dtype, fh.tell()
+
+
+def load_npy(npy_path: Path | str, *, mmap: bool = False) -> np.ndarray:
+    """A sidecar's ``.npy`` array (read-only memory map with ``mmap``), safe in threads.
+
+    The one reader of sidecar arrays; raises OSError / ValueError as ``np.load(allow_pickle=False)``.
+    """
+    head = _npy_header(npy_path)
+    if head is None:
+        with _NUMPY_PARSE_LOCK:
+            return np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    shape, fortran, dtype, offset = head
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    order, count = ("F" if fortran else "C"), math.prod(shape)
+    if mmap and count:
+        return np.memmap(npy_path, dtype, "r", offset, shape, order)
+    arr = np.fromfile(npy_path, dtype, count=count, offset=offset)
+    if arr.size != count:
+        raise ValueError(f"the file holds {arr.size} of the array's {count} values (truncated)")
+    return arr.reshape(shape, order=order)
 
 
 def _checked_header(npy_path: Path) -> tuple[dict[str, Any], tuple[tuple[int, ...], bool, np.dtype, int] | None]:
     """The pair's upgraded metadata and ``.npy`` header, checked against each other."""
     meta = read_sidecar_meta(npy_path)
-    npy = _npy_header(npy_path)
-    if npy is None:
-        with _array_errors(npy_path):
-            shape = np.load(npy_path, mmap_mode="r", allow_pickle=False).shape
-    else:
-        shape = npy[0]
+    with _array_errors(npy_path):
+        npy = _npy_header(npy_path)
+        shape = npy[0] if npy is not None else load_npy(npy_path, mmap=True).shape
     feats: dict[str, FeatureInfo] = meta["features"]
     if len(shape) != 2 or shape[1] != len(feats):
         raise SidecarError(f"{npy_path}: array has shape {shape}, expected [T, {len(feats)}] "
@@ -450,7 +476,7 @@ def read_sidecar(npy_path: Path | str, *, mmap: bool = False) -> Sidecar:
     npy_path = Path(npy_path)
     meta = read_sidecar_meta(npy_path)
     with _array_errors(npy_path):
-        arr = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        arr = load_npy(npy_path, mmap=mmap)
     feats: dict[str, FeatureInfo] = meta["features"]
     if arr.ndim != 2:
         raise SidecarError(f"{npy_path}: array has shape {arr.shape}, expected [T, D]")

@@ -178,3 +178,42 @@ def test_npy_header_fast_parse_agrees_with_numpy(tmp_path: Path, array: np.ndarr
     data = npy.read_bytes()[offset:]
     got = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
     np.testing.assert_array_equal(got, array)
+
+
+def test_load_npy_matches_np_load_and_refuses_what_it_refuses(tmp_path: Path) -> None:
+    npy = tmp_path / "a.npy"
+    for array in (np.arange(12, dtype=np.float16).reshape(6, 2), np.zeros((0, 3), np.float32),
+                  np.asfortranarray(np.arange(12, dtype=np.float32).reshape(4, 3)), np.ones(5, ">f4")):
+        np.save(npy, array)
+        for mmap in (False, True):
+            got = S.load_npy(npy, mmap=mmap)
+            assert got.dtype == array.dtype and got.shape == array.shape
+            np.testing.assert_array_equal(got, np.load(npy))
+    np.save(npy, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        S.load_npy(npy)
+    np.save(npy, np.ones((50, 2), np.float32))
+    with open(npy, "r+b") as fh:
+        fh.truncate(npy.stat().st_size - 8)
+    with pytest.raises(ValueError, match="truncated"):
+        S.load_npy(npy)
+
+
+def test_sidecars_read_from_many_threads_at_once(tmp_path: Path) -> None:
+    """numpy's header parser (ast.literal_eval) is not thread-safe on CPython 3.11; s5 --embed
+    and s4 --executor thread read sidecars from threads. Headers it must parse (column-major
+    arrays) and those parsed here are read concurrently, every result checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = []
+    for i in range(64):
+        npy = tmp_path / f"f{i}.cond.npy"
+        S.write_sidecar(npy, S.merge_features(S.empty_sidecar(30, 75.0, f"f{i}.ecdc", dtype="float32"), {
+            "x": (np.full(30, float(i)), S.FeatureInfo()), "y": (np.arange(30.0), S.FeatureInfo())}))
+        if i % 2:
+            np.save(npy, np.asfortranarray(np.load(npy)))
+        paths.append(npy)
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            for i, sc in enumerate(pool.map(S.read_sidecar, paths)):
+                assert sc.values.shape == (30, 2) and (sc.values[:, 0] == i).all()
