@@ -321,7 +321,8 @@ class _Placer:
         if s.cond_src is not None:
             folder, _, name = audio_rel.rpartition("/")
             cond_rel = f"{folder}/{sidecar.sidecar_name(name, cfg.cond_suffix)}"
-            pairs += [(s.cond_src, cond_rel), (sidecar.json_path_for(s.cond_src), cond_rel[:-4] + ".json")]
+            json_rel = sidecar.json_path_for(cond_rel).as_posix()
+            pairs += [(s.cond_src, cond_rel), (sidecar.json_path_for(s.cond_src), json_rel)]
         wav_rel = None
         if s.wav_src is not None:
             wav_rel = f"{cfg.wav_subdir}/{s.id}.wav"
