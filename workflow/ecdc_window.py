@@ -17,6 +17,7 @@ import numpy as np
 
 from .ecdc import REENCODE_HINT, EcdcHeader, _fail, read_ecdc_header
 from .ecdc_bits import ceil_div, unpack_codes
+from .files import read_at
 
 
 class WindowLayout(NamedTuple):
@@ -58,16 +59,10 @@ def read_window(path: str | os.PathLike[str], layout: WindowLayout, start: int, 
     first = start - start % period
     lo = first * k * bits // 8
     hi = ceil_div((start + n) * k * bits, 8)
-    try:
-        fd = os.open(path, os.O_RDONLY)
+    try:  # up to 4 bytes past the window: unpack_codes reads 4 bytes per code (the rest is masked)
+        raw, size = read_at(path, layout.data_offset + lo, hi - lo + 4)
     except OSError as exc:
         raise _fail(str(path), f"cannot read file ({exc.strerror or exc})", "check the path") from exc
-    try:
-        size = os.fstat(fd).st_size
-        # up to 4 bytes past the window: unpack_codes reads 4 bytes per code (the rest is masked)
-        raw = os.pread(fd, hi - lo + 4, layout.data_offset + lo)
-    finally:
-        os.close(fd)
     if size != layout.file_size:
         raise _fail(str(path), f"file is {size} bytes, not the {layout.file_size} its header was "
                     "read from: it changed while in use", REENCODE_HINT)

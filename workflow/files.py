@@ -275,6 +275,16 @@ def remove_stale_temps(folders: Iterable[Path | str], max_age: float = STALE_TEM
     return removed
 
 
+def read_at(path: str | os.PathLike[str], offset: int, length: int) -> tuple[bytes, int]:
+    """Up to ``length`` bytes from ``offset`` (one ``pread``) and the file's size at that moment:
+    readers of a window compare the size with the one they parsed the header at."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset), os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces ``path``, on error it is removed.

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import SidecarError
-from .files import atomic_path, atomic_write_text
+from .files import atomic_path, atomic_write_text, read_at
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Sidecar:
 def json_path_for(npy_path: Path | str) -> Path:
     """``x.cond.npy`` → ``x.cond.json`` (never ``x.cond.cond.json``)."""
     p = os.fspath(npy_path)
-    if not p.endswith(".npy") or p.endswith(("/.npy", os.sep + ".npy")) or p == ".npy":
+    if not os.path.basename(p).endswith(".npy"):
         raise SidecarError(f"{p}: sidecar arrays must end in .npy (e.g. {NPY_SUFFIX})")
     return Path(p[: -len(".npy")] + ".json")
 
@@ -324,16 +324,20 @@ def upgrade_meta(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _array_errors(npy_path: Path) -> Iterator[None]:
+def _array_errors(npy_path: Path | str) -> Iterator[None]:
     """A missing or unreadable ``.npy`` of a sidecar pair as a :class:`SidecarError` saying what to do."""
     try:
         yield
-    except FileNotFoundError:
-        raise SidecarError(f"{npy_path}: sidecar array missing (metadata exists); re-run "
-                           "wf-sidecar-init --overwrite for this file") from None
     except (OSError, ValueError) as exc:
-        raise SidecarError(f"{npy_path}: unreadable sidecar array ({exc}); delete the pair and "
-                           "re-run wf-sidecar-init / wf-sidecar-add") from exc
+        raise _array_error(npy_path, exc) from (None if isinstance(exc, FileNotFoundError) else exc)
+
+
+def _array_error(npy_path: Path | str, exc: OSError | ValueError) -> SidecarError:
+    if isinstance(exc, FileNotFoundError):
+        return SidecarError(f"{npy_path}: sidecar array missing (metadata exists); re-run "
+                            "wf-sidecar-init --overwrite for this file")
+    return SidecarError(f"{npy_path}: unreadable sidecar array ({exc}); delete the pair and "
+                        "re-run wf-sidecar-init / wf-sidecar-add")
 
 
 #: numpy reads a ``.npy`` header with ``ast.literal_eval``, which CPython 3.11 does not run in
@@ -455,16 +459,10 @@ def read_rows(npy_path: str | os.PathLike[str], layout: RowsLayout, start: int, 
                            f"{layout.frames} frames")
     dtype = np.dtype(layout.dtype)
     row_bytes = d * dtype.itemsize
-    try:
-        fd = os.open(npy_path, os.O_RDONLY)
-    except OSError:
-        with _array_errors(npy_path):  # type: ignore[arg-type]  (re-raised as a SidecarError)
-            raise
-    try:
-        size = os.fstat(fd).st_size
-        raw = os.pread(fd, n * row_bytes, layout.data_offset + start * row_bytes)
-    finally:
-        os.close(fd)
+    try:  # not _array_errors: a context manager per window costs more than the read
+        raw, size = read_at(npy_path, layout.data_offset + start * row_bytes, n * row_bytes)
+    except OSError as exc:
+        raise _array_error(npy_path, exc) from (None if isinstance(exc, FileNotFoundError) else exc)
     if size != layout.file_size or len(raw) != n * row_bytes:
         raise SidecarError(f"{npy_path}: file is {size} bytes, not the {layout.file_size} its header "
                            "was read from: it changed while in use; re-open the dataset")

@@ -22,10 +22,11 @@ import torch
 from torch.utils.data import Dataset
 
 from . import hfdata
-from .ecdc import read_ecdc, read_ecdc_header
-from .ecdc_window import WindowLayout, layout_of, read_window
+from .ecdc import read_ecdc
+from .ecdc_window import WindowLayout, read_window, window_layout
 from .errors import DatasetError
 from .hfdata.flat import FlatSplit, check_flat, open_flat
+from .hfdata.read import resolve_str
 from .hfdata.schema import SOURCES
 from .sidecar import RowsLayout, read_rows, read_sidecar, rows_layout
 
@@ -413,7 +414,7 @@ class TokenCondDataset(Dataset):
         lay = h.layouts
         row = self._row_fields(h, i, ("id", "audio", "cond", "num_frames", "num_codebooks"))
         path = self._path(row["audio"], "audio (.ecdc)", row["id"])
-        window = layout_of(read_ecdc_header(path))
+        window = window_layout(path)
         state = lay.WHOLE
         if window is not None:
             self._check_codes(f"row {row['id']!r} ({path})", window.num_codebooks, window.num_frames, row)
@@ -457,10 +458,7 @@ class TokenCondDataset(Dataset):
         return self._item(strings["id"][i], start, codes, cond, fresh=True)
 
     def _abs(self, rel: str) -> str:
-        """:func:`hfdata.resolve_path` as a string; the common case (no ``..``) without normpath."""
-        if ".." in rel or rel.startswith("/") or "//" in rel or "/./" in rel:
-            return os.path.normpath(os.path.join(self._abs_dir, rel))
-        return f"{self._abs_dir}/{rel}"
+        return resolve_str(self._abs_dir, rel)
 
     def _read_cond(self, h: _Open, i: int, row: dict[str, Any], t: int) -> np.ndarray:
         rid = row["id"]

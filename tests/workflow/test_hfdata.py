@@ -589,3 +589,33 @@ def test_links_are_relative_to_the_real_folders(token_copy) -> None:
     assert hfdata.verify_dataset(root / "deep" / "er" / "ds") == []
     link = root / "deep" / "er" / "ds" / rows(hfdata.load_dataset_dir(root / "alias" / "ds")["train"])[0]["audio"]
     assert not os.path.isabs(os.readlink(link)) and link.resolve().is_file()
+
+
+def test_token_header_read_in_one_go_and_past_the_first_block(tmp_path: Path) -> None:
+    """read_token_header reads a typical header with one read; a header longer than that read
+    (big extra keys) and broken files fall back to the path reader, whose errors name the file."""
+    from workflow.errors import EcdcFormatError
+    from workflow.hfdata.read import HEAD_BYTES, read_token_header
+
+    codes = np.random.default_rng(0).integers(0, 1024, (8, 75))
+    for name, extra in (("short", {}), ("long", {"notes": "x" * (2 * HEAD_BYTES)})):
+        path = tmp_path / f"{name}.ecdc"
+        ecdc.write_ecdc(path, codes, model="encodec_24khz", audio_length=75 * 320, bits=10, extra=extra)
+        got = read_token_header(path)
+        assert got == ecdc.read_ecdc_header(path) and got.num_frames == 75
+        assert (got.data_offset > HEAD_BYTES) == (name == "long")
+    data = (tmp_path / "long.ecdc").read_bytes()
+    (tmp_path / "cut.ecdc").write_bytes(data[:HEAD_BYTES + 10])  # inside the long JSON header
+    with pytest.raises(EcdcFormatError, match=r"cut\.ecdc.*truncated"):
+        read_token_header(tmp_path / "cut.ecdc")
+    (tmp_path / "tail.ecdc").write_bytes((tmp_path / "short.ecdc").read_bytes() + b"\0")
+    with pytest.raises(EcdcFormatError, match=r"tail\.ecdc.*trailing data"):
+        read_token_header(tmp_path / "tail.ecdc")
+
+
+def test_resolve_str_agrees_with_resolve_path(tmp_path: Path) -> None:
+    abs_dir = str(tmp_path / "ds")
+    for rel in ("tokens/a/b.ecdc", "../tok/a.ecdc", "./tokens/x.ecdc", "tokens//x.ecdc", "a/./b", "/abs/x"):
+        got = hfdata.read.resolve_str(abs_dir, rel)
+        # the same file, and ``..`` always collapsed lexically (never left to the kernel)
+        assert os.path.normpath(got) == str(hfdata.resolve_path(abs_dir, rel)) and ".." not in got.split("/")

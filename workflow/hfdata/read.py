@@ -30,7 +30,15 @@ def resolve_path(dataset_dir: Path | str, rel: str | None) -> Path | None:
     """
     if rel is None:
         return None
-    return Path(os.path.normpath(os.path.join(os.path.abspath(dataset_dir), rel)))
+    return Path(resolve_str(os.path.abspath(dataset_dir), rel))
+
+
+def resolve_str(abs_dir: str, rel: str) -> str:
+    """:func:`resolve_path` on strings, for a loader's hot path (``abs_dir`` already absolute):
+    a plain relative path (the common case) is joined without ``normpath``."""
+    if ".." in rel or rel.startswith("/") or "//" in rel or "/./" in rel or rel.startswith("./"):
+        return os.path.normpath(os.path.join(abs_dir, rel))
+    return f"{abs_dir}/{rel}"
 
 
 def read_dataset_meta(dataset_dir: Path | str) -> dict[str, Any]:
